@@ -1,0 +1,166 @@
+/**
+ * Angular (cross-polytope) LSH as the Reformer uses it: a vector's bucket in
+ * round r is argmax([x·R_r ; −x·R_r]) over K buckets. With a list of bucket
+ * counts [K1, K2, …] (factorised buckets), each factor hashes with its own
+ * block of K_i/2 columns and the bucket is the mixed-radix number
+ * Σ_i b_i · Π_{m<i} K_m, for K = Π K_i buckets at the cost of Σ K_i/2 columns.
+ *
+ * Legend: B batch, H heads, T length, D head size, R rounds (nHashes),
+ * K buckets.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { gaussianArray, uniformStream, type Seed } from './random.js';
+import { assertPositiveInteger, assertRank, shapeString } from './validate.js';
+
+/** Above this many buckets the default bucket count is factorised (as in trax). */
+export const FACTORISE_BUCKETS_ABOVE = 128;
+
+/** Bucket count(s): one even number K, or even factors [K1, K2, …] with K = Π Ki. */
+export type NBuckets = number | number[];
+
+/**
+ * Checks and normalises a bucket specification to its list of factors.
+ * @throws when a factor is not an even integer ≥ 2.
+ */
+export function bucketFactors(who: string, nBuckets: NBuckets): number[] {
+  const factors = Array.isArray(nBuckets) ? nBuckets : [nBuckets];
+  if (factors.length === 0) {
+    throw new Error(`${who}: nBuckets must be an even number or a non-empty list of even numbers, got []`);
+  }
+  for (const k of factors) {
+    if (typeof k !== 'number' || !Number.isInteger(k) || k < 2 || k % 2 !== 0) {
+      throw new Error(
+        `${who}: nBuckets must be even (each factor an even integer ≥ 2), got ${JSON.stringify(nBuckets)}`,
+      );
+    }
+  }
+  return factors;
+}
+
+/** Total number of buckets K = Π Ki. */
+export function totalBuckets(nBuckets: NBuckets): number {
+  return (Array.isArray(nBuckets) ? nBuckets : [nBuckets]).reduce((a, b) => a * b, 1);
+}
+
+/** Rotation columns per round: Σ Ki/2. */
+export function rotationColumns(nBuckets: NBuckets): number {
+  return (Array.isArray(nBuckets) ? nBuckets : [nBuckets]).reduce((a, b) => a + b / 2, 0);
+}
+
+/**
+ * The default bucket count for a length and chunk length (design §9):
+ * K = 2·T/C rounded to an even number (at least 2). Above
+ * {@link FACTORISE_BUCKETS_ABOVE} it is returned as two even factors as close
+ * to √K as possible, so the hashing matMul stays small.
+ *
+ * @param length T, the (padded) sequence length.
+ * @param chunkLength C.
+ */
+export function defaultNBuckets(length: number, chunkLength: number): NBuckets {
+  assertPositiveInteger('defaultNBuckets', 'length', length);
+  assertPositiveInteger('defaultNBuckets', 'chunkLength', chunkLength);
+  const k = Math.max(2, 2 * Math.round(length / chunkLength));
+  if (k <= FACTORISE_BUCKETS_ABOVE) return k;
+  // Largest even k1 ≤ √k with k / k1 even too.
+  for (let k1 = Math.floor(Math.sqrt(k)); k1 >= 2; k1--) {
+    if (k1 % 2 === 0 && k % k1 === 0 && (k / k1) % 2 === 0) return [k1, k / k1];
+  }
+  return k;
+}
+
+/** Options of {@link randomRotations}. */
+export interface RandomRotationsOptions {
+  /** D, the size of the hashed vectors. */
+  depth: number;
+  /** R, the number of hash rounds. */
+  nHashes: number;
+  /** K, or its factors [K1, K2, …]. */
+  nBuckets: NBuckets;
+  /** Seed of the Gaussian draw. Default: fresh entropy (not reproducible). */
+  seed?: Seed;
+}
+
+/**
+ * I.i.d. N(0, 1) rotations for {@link hashBuckets}, drawn in JavaScript from a
+ * seed so they are the same on every backend.
+ *
+ * @returns float32 [D, R, Σ Ki/2].
+ */
+export function randomRotations(options: RandomRotationsOptions): tf.Tensor3D {
+  const who = 'randomRotations';
+  assertPositiveInteger(who, 'depth', options.depth);
+  assertPositiveInteger(who, 'nHashes', options.nHashes);
+  const columns = rotationColumns(bucketFactors(who, options.nBuckets));
+  const values = gaussianArray(options.depth * options.nHashes * columns, uniformStream(options.seed));
+  return tf.tensor3d(values, [options.depth, options.nHashes, columns], 'float32');
+}
+
+/** Options of {@link hashBuckets}. */
+export interface HashBucketsOptions {
+  /**
+   * Bucket factors when `rotations` holds factorised blocks. Default: one
+   * factor, K = 2 · rotations.shape[2].
+   */
+  nBuckets?: NBuckets;
+  /** [B, T], 1 keep, 0 padding: padded positions get the extra bucket K. Default: none. */
+  mask?: tf.Tensor2D;
+}
+
+/**
+ * Buckets of every vector in every round.
+ *
+ * @param x float32 [B, H, T, D]: the vectors (scale does not matter).
+ * @param rotations float32 [D, R, Σ Ki/2].
+ * @returns int32 [B, H, R, T], values in [0, K), or K at padded positions.
+ */
+export function hashBuckets(x: tf.Tensor4D, rotations: tf.Tensor3D, options: HashBucketsOptions = {}): tf.Tensor4D {
+  const who = 'hashBuckets';
+  assertRank(who, 'x', x, 4, '[B, H, T, D]');
+  assertRank(who, 'rotations', rotations, 3, '[D, R, K/2]');
+  const [batch, heads, length, depth] = x.shape;
+  const [rotDepth, nHashes, columns] = rotations.shape;
+  const factors = bucketFactors(who, options.nBuckets ?? 2 * columns);
+  if (rotDepth !== depth || rotationColumns(factors) !== columns) {
+    throw new Error(
+      `${who}: rotations must have shape [D, R, ΣK/2] = [${depth}, R, ${rotationColumns(factors)}] for ` +
+        `x ${shapeString(x.shape)} and nBuckets ${JSON.stringify(options.nBuckets ?? 2 * columns)}, ` +
+        `got ${shapeString(rotations.shape)}`,
+    );
+  }
+  if (options.mask !== undefined) checkMask(who, options.mask, batch, length);
+  return tf.tidy(() => {
+    const rows = batch * heads * length;
+    // [B*H*T, R*cols]: one 2-D matMul (the fast kind on every backend).
+    const projected = tf.matMul(tf.reshape(x, [rows, depth]), tf.reshape(rotations, [depth, nHashes * columns]));
+    const perRound = tf.reshape(projected, [rows * nHashes, columns]);
+    let buckets: tf.Tensor | null = null;
+    let offset = 0;
+    let radix = 1;
+    for (const k of factors) {
+      const block = factors.length === 1 ? perRound : tf.slice(perRound, [0, offset], [-1, k / 2]);
+      const factorBucket = tf.argMax(tf.concat([block, tf.neg(block)], 1), 1); // int32 [rows*R]
+      const term = radix === 1 ? factorBucket : tf.mul(factorBucket, tf.scalar(radix, 'int32'));
+      buckets = buckets === null ? term : tf.add(buckets, term);
+      offset += k / 2;
+      radix *= k;
+    }
+    // [B, H, T, R] → [B, H, R, T]
+    let result = tf.transpose(tf.reshape(buckets as tf.Tensor, [batch, heads, length, nHashes]), [0, 1, 3, 2]);
+    if (options.mask !== undefined) {
+      const padded = tf.reshape(tf.equal(options.mask, 0), [batch, 1, 1, length]);
+      const paddedFull = tf.logicalAnd(padded, tf.cast(tf.onesLike(result), 'bool'));
+      result = tf.where(paddedFull, tf.fill(result.shape, radix, 'int32'), result);
+    }
+    return result as tf.Tensor4D;
+  });
+}
+
+/** Checks a padding mask against batch and length. */
+export function checkMask(who: string, mask: tf.Tensor, batch: number, length: number): void {
+  assertRank(who, 'mask', mask, 2, '[B, T]');
+  if (mask.shape[0] !== batch || mask.shape[1] !== length) {
+    throw new Error(
+      `${who}: mask must have shape [B, T] = [${batch}, ${length}] to match the inputs, got ${shapeString(mask.shape)}`,
+    );
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * tfjs-lsh-attention: the functional core (pure tensor functions).
+ * Layers live in `tfjs-lsh-attention/layers`, backend selection in
+ * `tfjs-lsh-attention/backend`.
+ */
+export {
+  DEFAULT_CHUNK_LENGTH,
+  KEY_NORM_EPSILON,
+  MASKED_LOGIT,
+  SELF_ATTENTION_LOGIT,
+  estimateFullAttentionBytes,
+  estimateLSHAttentionBytes,
+  fullAttention,
+  lshAttention,
+  resolveLSHSettings,
+  validLength,
+  type AttentionOptions,
+  type LSHAttentionOptions,
+  type ResolvedLSHSettings,
+} from './attention.js';
+export {
+  FACTORISE_BUCKETS_ABOVE,
+  bucketFactors,
+  defaultNBuckets,
+  hashBuckets,
+  randomRotations,
+  rotationColumns,
+  totalBuckets,
+  type HashBucketsOptions,
+  type NBuckets,
+  type RandomRotationsOptions,
+} from './hashing.js';
+export { availableBytes, formatBytes, guardMemory, WASM_HEAP_LIMIT_BYTES, DEFAULT_LIMIT_BYTES } from './memory.js';
+export { gaussianArray, nextSeed, uniformStream, type Seed, type Uniform } from './random.js';
+export { gatherCopies, gatherRows, permuteRows, stopGradient } from './ops.js';

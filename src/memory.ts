@@ -1,0 +1,53 @@
+/**
+ * Memory guard. The wasm backend's heap stops at about 3.6 GiB and, past it,
+ * corrupts live tensors silently; so the attention functions estimate what a
+ * call needs and refuse it before it runs, never relying on catching the
+ * failure.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+const GiB = 2 ** 30;
+
+/** What the wasm heap may hold: below the ≈3.6 GiB where corruption starts. */
+export const WASM_HEAP_LIMIT_BYTES = 3.25 * GiB;
+
+/** Default budget on other backends (cpu, tensorflow, webgl). */
+export const DEFAULT_LIMIT_BYTES = 16 * GiB;
+
+/** Bytes free for a new computation on the current backend. */
+export function availableBytes(memoryLimitBytes?: number): { limit: number; inUse: number; free: number } {
+  const limit = memoryLimitBytes ?? (tf.getBackend() === 'wasm' ? WASM_HEAP_LIMIT_BYTES : DEFAULT_LIMIT_BYTES);
+  const inUse = tf.memory().numBytes;
+  return { limit, inUse, free: limit - inUse };
+}
+
+/** Formats a byte count as GiB or MiB. */
+export function formatBytes(bytes: number): string {
+  return bytes >= GiB ? `${(bytes / GiB).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}
+
+/**
+ * Throws when `neededBytes` does not fit in what the backend has free.
+ *
+ * @param who the function, for the message.
+ * @param neededBytes the estimate.
+ * @param what what drives the estimate, e.g. "B·H·T² = 4.3e9 attention logits".
+ * @param fix what to change.
+ * @param memoryLimitBytes an explicit limit (overrides the backend default).
+ */
+export function guardMemory(
+  who: string,
+  neededBytes: number,
+  what: string,
+  fix: string,
+  memoryLimitBytes?: number,
+): void {
+  const { limit, inUse, free } = availableBytes(memoryLimitBytes);
+  if (neededBytes > free) {
+    throw new Error(
+      `${who}: this call needs about ${formatBytes(neededBytes)} (${what}), but the ${tf.getBackend()} backend ` +
+        `has ${formatBytes(Math.max(0, free))} free (limit ${formatBytes(limit)}, ${formatBytes(inUse)} in use). ` +
+        `${fix}; or raise the limit with the memoryLimitBytes option if you know the backend can hold it.`,
+    );
+  }
+}

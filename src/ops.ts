@@ -1,0 +1,97 @@
+/**
+ * Small differentiable building blocks the attention functions share:
+ * row gathers whose gradients are gathers (no scatter, so they work on the
+ * wasm backend, which has no UnsortedSegmentSum), and stopGradient.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * Gathers rows of a 2-D tensor: out[i] = x[indices[i]]. gatherND is used
+ * rather than gather: it is correct on every backend and much faster on wasm.
+ *
+ * @param x [N, X]
+ * @param indices int32 [M]
+ * @returns [M, X]
+ */
+export function gatherRows(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tensor2D {
+  return tf.gatherND(x, tf.reshape(indices, [indices.shape[0], 1])) as tf.Tensor2D;
+}
+
+/**
+ * Identity in the forward pass, zero gradient in the backward pass: for
+ * values (like a softmax's row maximum) that must not carry gradient.
+ */
+export function stopGradient<T extends tf.Tensor>(x: T): T {
+  return withGradient(x, (input) => ({ value: tf.clone(input), gradFunc: (dy) => tf.zerosLike(dy) })) as T;
+}
+
+/**
+ * tf.customGrad for one input tensor, typed: `body(input, save)` returns the
+ * value and the gradient function (which receives the saved tensors).
+ */
+export function withGradient(
+  x: tf.Tensor,
+  body: (
+    input: tf.Tensor,
+    save: tf.GradSaveFunc,
+  ) => { value: tf.Tensor; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor },
+): tf.Tensor {
+  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) =>
+    body(args[0] as tf.Tensor, args[1] as tf.GradSaveFunc),
+  );
+  return f(x);
+}
+
+/**
+ * Gathers rows by a permutation, with the gather by the inverse permutation
+ * as its gradient.
+ *
+ * @param x [N, X]
+ * @param permutation int32 [N]: out[i] = x[permutation[i]].
+ * @param inverse int32 [N]: inverse[permutation[i]] = i.
+ * @returns [N, X]
+ */
+export function permuteRows(x: tf.Tensor2D, permutation: tf.Tensor1D, inverse: tf.Tensor1D): tf.Tensor2D {
+  return withGradient(x, (input, save) => {
+    save([permutation, inverse]);
+    return {
+      value: gatherRows(input as tf.Tensor2D, permutation),
+      gradFunc: (dy, saved) => gatherRows(dy as tf.Tensor2D, saved[1] as tf.Tensor1D),
+    };
+  }) as tf.Tensor2D;
+}
+
+/**
+ * Gathers rows of `groups` blocks of T rows into `groups` blocks of R·T rows,
+ * every input row appearing R times per block (once per hash round), in the
+ * order `sortedSource` gives. The gradient gathers by `undo` into item order
+ * and sums the R copies.
+ *
+ * @param x [G·T, X]
+ * @param sortedSource int32 [G·R·T]: the input row of each output row.
+ * @param undo int32 [G·R·T]: where item (g, r, i) sits in the output, listed at g·R·T + r·T + i.
+ * @param groups G.
+ * @param copies R.
+ * @returns [G·R·T, X]
+ */
+export function gatherCopies(
+  x: tf.Tensor2D,
+  sortedSource: tf.Tensor1D,
+  undo: tf.Tensor1D,
+  groups: number,
+  copies: number,
+): tf.Tensor2D {
+  return withGradient(x, (input, save) => {
+    save([undo]);
+    const [rows, width] = input.shape as [number, number];
+    return {
+      value: gatherRows(input as tf.Tensor2D, sortedSource),
+      gradFunc: (dy, saved) => {
+        const itemOrder = gatherRows(dy as tf.Tensor2D, saved[0] as tf.Tensor1D);
+        if (copies === 1) return itemOrder;
+        // [G, R, T, X] → sum over R → [G·T, X]
+        return tf.reshape(tf.sum(tf.reshape(itemOrder, [groups, copies, rows / groups, width]), 1), [rows, width]);
+      },
+    };
+  }) as tf.Tensor2D;
+}
