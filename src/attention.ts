@@ -19,7 +19,8 @@ import {
   type NBuckets,
 } from './hashing.js';
 import { guardMemory } from './memory.js';
-import { gatherCopies, gatherRows, permuteRows, stopGradient } from './ops.js';
+import { sortItems } from './sorting.js';
+import { detach, gatherCopies, gatherRows, permuteRows, stopGradient } from './ops.js';
 import type { Seed } from './random.js';
 import {
   assertFloat,
@@ -323,14 +324,13 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
     // 1. Hash: int32 [B, H, R, T]; padded positions get bucket K.
     const rotations =
       options.rotations ?? randomRotations({ depth, nHashes, nBuckets, seed: options.seed });
-    const buckets = hashBuckets(qk, rotations, { nBuckets, mask: options.mask });
+    // Hashing sees a detached copy: bucket ids carry no gradient (design §1).
+    const buckets = hashBuckets(detach(qk), rotations, { nBuckets, mask: options.mask });
 
-    // 2. Sort items t = r·T + i by (round, bucket, position): a stable sort on bucket + r·(K+1).
-    const roundOffsets = tf.reshape(tf.mul(tf.range(0, nHashes, 1, 'int32'), tf.scalar(numBuckets + 1, 'int32')), [1, 1, nHashes, 1]);
-    const sortKeys = tf.cast(tf.reshape(tf.add(buckets, roundOffsets), [groups, items]), 'float32');
-    // topk is stable (ties keep index order), so topk(−key) is an ascending stable sort.
-    const sortedItems = tf.topk(tf.neg(sortKeys), items).indices; // [G, R·T]
-    const undoSort = tf.topk(tf.neg(tf.cast(sortedItems, 'float32')), items).indices; // inverse permutation
+    // 2. Sort items t = r·T + i by (round, bucket, position).
+    const sort = sortItems(buckets, numBuckets);
+    const sortedItems = tf.reshape(sort.sortedItems, [groups, items]); // [G, R·T]
+    const undoSort = tf.reshape(sort.undoSort, [groups, items]);
     const sortedPositions = tf.mod(sortedItems, tf.scalar(length, 'int32')); // [G, R·T]
     const groupRowsT = tf.reshape(tf.mul(tf.range(0, groups, 1, 'int32'), tf.scalar(length, 'int32')), [groups, 1]);
     const groupRowsRT = tf.reshape(tf.mul(tf.range(0, groups, 1, 'int32'), tf.scalar(items, 'int32')), [groups, 1]);

@@ -32,4 +32,5 @@ export {
 } from './hashing.js';
 export { availableBytes, formatBytes, guardMemory, WASM_HEAP_LIMIT_BYTES, DEFAULT_LIMIT_BYTES } from './memory.js';
 export { gaussianArray, nextSeed, uniformStream, type Seed, type Uniform } from './random.js';
+export { sortItems, type ItemSort } from './sorting.js';
 export { gatherCopies, gatherRows, permuteRows, stopGradient } from './ops.js';

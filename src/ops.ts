@@ -4,6 +4,8 @@
  * wasm backend, which has no UnsortedSegmentSum), and stopGradient.
  */
 import * as tf from '@tensorflow/tfjs-core';
+// Gradients of the core ops (registered by @tensorflow/tfjs too; needed when only tfjs-core is loaded).
+import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 
 /**
  * Gathers rows of a 2-D tensor: out[i] = x[indices[i]]. gatherND is used
@@ -23,6 +25,19 @@ export function gatherRows(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tensor2D {
  */
 export function stopGradient<T extends tf.Tensor>(x: T): T {
   return withGradient(x, (input) => ({ value: tf.clone(input), gradFunc: (dy) => tf.zerosLike(dy) })) as T;
+}
+
+/**
+ * The same values, cut off from the gradient tape: nothing computed from the
+ * result is recorded as depending on `x`. Integer work (hashing, sorting,
+ * masks from positions) must run on detached inputs, since its ops have no
+ * gradients and would otherwise break backpropagation.
+ */
+export function detach<T extends tf.Tensor>(x: T): T {
+  // Ops inside a customGrad's forward pass are not taped, and this customGrad
+  // has no tensor inputs, so its output has no path back to x.
+  const f = tf.customGrad(() => ({ value: tf.clone(x), gradFunc: () => [] }));
+  return f() as T;
 }
 
 /**
