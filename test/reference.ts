@@ -257,7 +257,7 @@ export function referenceLSHAttention(input: ReferenceLSHInput): number[][][][] 
         const r = Math.floor(t / length);
         return buckets[b][h][r][t % length] + r * (totalBuckets + 1);
       };
-      const sorted = Array.from({ length: items }, (_, t) => t).sort((s, t) => sortKey(s) - sortKey(t) || t - s);
+      const sorted = Array.from({ length: items }, (_, t) => t).sort((s, t) => sortKey(s) - sortKey(t) || s - t);
 
       // §3, §4, §5 per round: lse_r and o_r of every (round, position).
       const nChunks = items / chunkLength;
