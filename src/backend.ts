@@ -5,6 +5,7 @@
  * everywhere.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { registerWasmKernels } from './wasm_kernels.js';
 
 /** The backends this library knows how to load, fastest first. */
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
@@ -45,7 +46,10 @@ function envBackend(): BackendName | undefined {
 
 async function load(name: BackendName): Promise<void> {
   if (name === 'tensorflow') await import(TFJS_NODE);
-  else if (name === 'wasm') await import(TFJS_WASM);
+  else if (name === 'wasm') {
+    await import(TFJS_WASM);
+    registerWasmKernels();
+  }
   else await import(TFJS_CPU);
 }
 

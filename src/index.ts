@@ -34,3 +34,4 @@ export { availableBytes, formatBytes, guardMemory, WASM_HEAP_LIMIT_BYTES, DEFAUL
 export { gaussianArray, nextSeed, uniformStream, type Seed, type Uniform } from './random.js';
 export { sortItems, type ItemSort } from './sorting.js';
 export { gatherCopies, gatherRows, permuteRows, stopGradient } from './ops.js';
+export { registerWasmKernels } from './wasm_kernels.js';

@@ -4,8 +4,6 @@
  * wasm backend, which has no UnsortedSegmentSum), and stopGradient.
  */
 import * as tf from '@tensorflow/tfjs-core';
-// Gradients of the core ops (registered by @tensorflow/tfjs too; needed when only tfjs-core is loaded).
-import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 
 /**
  * Gathers rows of a 2-D tensor: out[i] = x[indices[i]]. gatherND is used

@@ -2,6 +2,8 @@
  * Test helpers: run a suite on every backend, compare tensors, check leaks.
  */
 import * as tf from '@tensorflow/tfjs-core';
+// As users do: @tensorflow/tfjs registers the gradients (and the layers) with tfjs-core.
+import '@tensorflow/tfjs';
 import { beforeAll, describe, expect } from 'vitest';
 import { initBackend, type BackendName } from '../src/backend.js';
 

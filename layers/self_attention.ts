@@ -1,0 +1,347 @@
+/**
+ * Multi-head shared-QK self-attention layers: {@link LSHSelfAttention} and
+ * {@link FullSelfAttention}. They have the same weights (one shared QK
+ * projection, a V projection, an output projection) and interface, so one can
+ * replace the other in a model, or share its weights for a comparison. The
+ * attention itself is `src/`'s; these classes add only weights, config and
+ * padding.
+ *
+ * Legend: B batch, T length, M model size (dModel), H heads, D head size.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
+import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
+import { fullAttention, lshAttention, resolveLSHSettings, validLength } from '../src/attention.js';
+import { defaultNBuckets, randomRotations, type NBuckets } from '../src/hashing.js';
+import { nextSeed, uniformStream, type Uniform } from '../src/random.js';
+import { assertNonNegativeInteger, assertPositiveInteger, assertRate, shapeString } from '../src/validate.js';
+
+type Shape = (number | null)[];
+
+/** Arguments both attention layers take. */
+export interface SelfAttentionArgs extends LayerArgs {
+  /** H, the number of heads. Default 8. */
+  numHeads?: number;
+  /** D, the size of each head. Default: M / H (the input's last dimension over numHeads). */
+  headDim?: number;
+  /** Mask keys after each query's position (for language models). Default false. */
+  causal?: boolean;
+  /** Dropout rate on the attention weights in training, in [0, 1). Default 0. */
+  dropout?: number;
+  /** Add biases to the projections. Default false. */
+  useBias?: boolean;
+  /**
+   * Seed of the weight initialisers, the hash rotations and dropout:
+   * the same seed makes the same layer. Default: drawn at construction
+   * (and saved in the config, so a reloaded layer behaves the same).
+   */
+  seed?: number;
+}
+
+/** Arguments of {@link LSHSelfAttention}. */
+export interface LSHSelfAttentionArgs extends SelfAttentionArgs {
+  /** R, hash rounds. More rounds: closer to full attention, linearly slower. 4+ for evaluation quality. Default 1. */
+  nHashes?: number;
+  /** C, the chunk length. Default 64. */
+  chunkLength?: number;
+  /** K buckets (even), or factors [K1, K2, …]. Default: 2·T/C for each input length (factorised above 128). */
+  nBuckets?: NBuckets;
+  /** Chunks before its own that each chunk attends to. Default 1. */
+  numChunksBefore?: number;
+  /** Chunks after its own that each chunk attends to. Default 0. */
+  numChunksAfter?: number;
+}
+
+/** Per-call settings the layers expose for recomputation (reversible blocks). */
+export interface AttendOptions {
+  /** Training mode: fresh rotations and dropout. Default false. */
+  training?: boolean;
+  /** Seed for this call's rotations and dropout (training mode). Default: the next from the layer's stream. */
+  callSeed?: number;
+}
+
+/** The base: weights, shapes, masks and padding; subclasses supply the attention. */
+export abstract class SelfAttentionBase extends tfl.layers.Layer {
+  readonly numHeads: number;
+  readonly headDimArg: number | undefined;
+  readonly causal: boolean;
+  readonly dropout: number;
+  readonly useBias: boolean;
+  readonly seed: number;
+  /** The stream of per-step seeds in training. */
+  protected readonly trainingStream: Uniform;
+  protected headDim = 0;
+  private qkKernel: tfl.LayerVariable | null = null;
+  private vKernel: tfl.LayerVariable | null = null;
+  private outKernel: tfl.LayerVariable | null = null;
+  private qkBias: tfl.LayerVariable | null = null;
+  private vBias: tfl.LayerVariable | null = null;
+  private outBias: tfl.LayerVariable | null = null;
+
+  constructor(args: SelfAttentionArgs, who: string) {
+    super(args);
+    this.numHeads = args.numHeads ?? 8;
+    assertPositiveInteger(who, 'numHeads', this.numHeads);
+    this.headDimArg = args.headDim;
+    if (args.headDim !== undefined) assertPositiveInteger(who, 'headDim', args.headDim);
+    this.causal = args.causal ?? false;
+    this.dropout = args.dropout ?? 0;
+    assertRate(who, 'dropout', this.dropout);
+    this.useBias = args.useBias ?? false;
+    this.seed = args.seed ?? Math.floor(Math.random() * 0x7fffffff);
+    assertNonNegativeInteger(who, 'seed', this.seed);
+    this.trainingStream = uniformStream(`${this.seed}:training`);
+    this.supportsMasking = true;
+  }
+
+  /** Input shape(s): [B, T, M], or [[B, T, M], [B, T]] with a padding mask. */
+  private static dataShape(inputShape: Shape | Shape[]): Shape {
+    return Array.isArray(inputShape[0]) ? (inputShape[0] as Shape) : (inputShape as Shape);
+  }
+
+  override build(inputShape: Shape | Shape[]): void {
+    const shape = SelfAttentionBase.dataShape(inputShape);
+    if (shape.length !== 3 || shape[2] == null) {
+      throw new Error(
+        `${this.getClassName()}: input must have shape [B, T, M] with M known, got ${shapeString(shape)}`,
+      );
+    }
+    const modelSize = shape[2];
+    this.headDim = this.headDimArg ?? Math.floor(modelSize / this.numHeads);
+    if (this.headDim < 1) {
+      throw new Error(
+        `${this.getClassName()}: numHeads ${this.numHeads} is larger than the model size ${modelSize}; ` +
+          `set headDim or use fewer heads`,
+      );
+    }
+    const inner = this.numHeads * this.headDim;
+    const init = (salt: number) => tfl.initializers.glorotUniform({ seed: (this.seed * 7919 + salt) % 0x7fffffff });
+    this.qkKernel = this.addWeight('qk/kernel', [modelSize, inner], 'float32', init(1));
+    this.vKernel = this.addWeight('v/kernel', [modelSize, inner], 'float32', init(2));
+    this.outKernel = this.addWeight('out/kernel', [inner, modelSize], 'float32', init(3));
+    if (this.useBias) {
+      this.qkBias = this.addWeight('qk/bias', [inner], 'float32', tfl.initializers.zeros());
+      this.vBias = this.addWeight('v/bias', [inner], 'float32', tfl.initializers.zeros());
+      this.outBias = this.addWeight('out/bias', [modelSize], 'float32', tfl.initializers.zeros());
+    }
+    this.built = true;
+  }
+
+  override computeOutputShape(inputShape: Shape | Shape[]): Shape {
+    return SelfAttentionBase.dataShape(inputShape).slice();
+  }
+
+  /** The output keeps the input's padding mask (the propagated one, or the mask input). */
+  override computeMask(inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    const given = Array.isArray(mask) ? mask[0] : mask;
+    // A bool copy of the mask input: tfjs-layers disposes output masks, so never return the caller's tensor.
+    const maskInput = Array.isArray(inputs) && inputs.length > 1 ? tf.cast(inputs[1], 'bool') : null;
+    // tfjs-layers accepts null for "no mask"; its type says Tensor.
+    return (given ?? maskInput) as tf.Tensor;
+  }
+
+  /** Projects [B·T, M] → [B, H, T, D]. */
+  private project(x2d: tf.Tensor2D, kernel: tfl.LayerVariable, bias: tfl.LayerVariable | null, batch: number, length: number): tf.Tensor4D {
+    let y = tf.matMul(x2d, kernel.read());
+    if (bias) y = tf.add(y, bias.read());
+    return tf.transpose(tf.reshape(y, [batch, length, this.numHeads, this.headDim]), [0, 2, 1, 3]) as tf.Tensor4D;
+  }
+
+  /**
+   * The padding mask of a call, float [B, T] (1 keep, 0 pad), from a mask
+   * input or the propagated mask; null when there is none.
+   */
+  private static paddingMask(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor2D | null {
+    if (Array.isArray(inputs) && inputs.length > 1) return tf.cast(inputs[1], 'float32') as tf.Tensor2D;
+    const propagated = Array.isArray(kwargs.mask) ? kwargs.mask[0] : kwargs.mask;
+    return propagated ? (tf.cast(propagated, 'float32') as tf.Tensor2D) : null;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
+    return tf.tidy(() => {
+      const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor3D;
+      const mask = SelfAttentionBase.paddingMask(inputs, kwargs);
+      return this.attendModel(x, mask, { training: kwargs.training === true });
+    });
+  }
+
+  /**
+   * The whole layer as a function: projections, attention, output projection.
+   *
+   * @param x [B, T, M]
+   * @param mask float [B, T] (1 keep, 0 pad), or null.
+   * @returns [B, T, M]
+   */
+  attendModel(x: tf.Tensor3D, mask: tf.Tensor2D | null, options: AttendOptions = {}): tf.Tensor3D {
+    const who = this.getClassName();
+    if (!this.built || this.qkKernel === null || this.vKernel === null || this.outKernel === null) {
+      throw new Error(`${who}: the layer is not built; call it on an input (or apply it in a model) first`);
+    }
+    if (x.rank !== 3) throw new Error(`${who}: input must have shape [B, T, M], got ${shapeString(x.shape)}`);
+    const [batch, length, modelSize] = x.shape;
+    if (mask !== null && (mask.rank !== 2 || mask.shape[0] !== batch || mask.shape[1] !== length)) {
+      throw new Error(
+        `${who}: the padding mask must have shape [B, T] = [${batch}, ${length}], got ${shapeString(mask.shape)}`,
+      );
+    }
+    return tf.tidy(() => {
+      const x2d = tf.reshape(x, [batch * length, modelSize]) as tf.Tensor2D;
+      const qk = this.project(x2d, this.qkKernel as tfl.LayerVariable, this.qkBias, batch, length);
+      const v = this.project(x2d, this.vKernel as tfl.LayerVariable, this.vBias, batch, length);
+      const attended = this.attend(qk, v, mask, options); // [B, H, T, D]
+      const merged = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [batch * length, this.numHeads * this.headDim]);
+      let y = tf.matMul(merged, (this.outKernel as tfl.LayerVariable).read());
+      if (this.outBias) y = tf.add(y, this.outBias.read());
+      return tf.reshape(y, [batch, length, modelSize]) as tf.Tensor3D;
+    });
+  }
+
+  /** The per-call seed: the next from the training stream, unless given. */
+  protected callSeed(options: AttendOptions): number {
+    return options.callSeed ?? nextSeed(this.trainingStream);
+  }
+
+  /**
+   * The attention of heads: qk, v [B, H, T, D] → [B, H, T, D], with the
+   * padding mask float [B, T] or null.
+   */
+  protected abstract attend(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions): tf.Tensor4D;
+
+  override getConfig(): tf.serialization.ConfigDict {
+    const config: tf.serialization.ConfigDict = {
+      numHeads: this.numHeads,
+      causal: this.causal,
+      dropout: this.dropout,
+      useBias: this.useBias,
+      seed: this.seed,
+    };
+    if (this.headDimArg !== undefined) config.headDim = this.headDimArg;
+    return { ...super.getConfig(), ...config };
+  }
+}
+
+/**
+ * Reformer LSH self-attention as a layer: O(T log T) instead of O(T²).
+ *
+ * Input [B, T, M] (optionally with a padding mask [B, T] as a second input,
+ * or the mask an `embedding({maskZero: true})` propagates); output
+ * [B, T, M]. T need not fit the chunking: the layer pads it (masking the
+ * padding) and strips the padding again. In training each call hashes with
+ * fresh rotations from the seeded stream; in inference the rotations are
+ * fixed by the seed, so predictions are deterministic.
+ *
+ * ```ts
+ * const model = tf.sequential({ layers: [
+ *   tf.layers.embedding({ inputDim: 100, outputDim: 64, inputLength: 1024 }),
+ *   lshSelfAttention({ numHeads: 4, nHashes: 4, chunkLength: 64, causal: true, seed: 1 }),
+ * ]});
+ * ```
+ */
+export class LSHSelfAttention extends SelfAttentionBase {
+  static className = 'LSHSelfAttention';
+  /** R, rounds. Writable: evaluate a trained model with more rounds than it trained with. */
+  nHashes: number;
+  readonly chunkLength: number;
+  readonly nBuckets: NBuckets | undefined;
+  readonly numChunksBefore: number;
+  readonly numChunksAfter: number;
+
+  constructor(args: LSHSelfAttentionArgs = {}) {
+    super(args, 'LSHSelfAttention');
+    const who = 'LSHSelfAttention';
+    this.nHashes = args.nHashes ?? 1;
+    this.chunkLength = args.chunkLength ?? 64;
+    this.numChunksBefore = args.numChunksBefore ?? 1;
+    this.numChunksAfter = args.numChunksAfter ?? 0;
+    this.nBuckets = args.nBuckets;
+    // Validates every setting once, for a length that always fits.
+    resolveLSHSettings(who, validLength(this.chunkLength, this.nHashes, this.chunkLength), 1, {
+      nHashes: this.nHashes,
+      chunkLength: this.chunkLength,
+      numChunksBefore: this.numChunksBefore,
+      numChunksAfter: this.numChunksAfter,
+      nBuckets: this.nBuckets,
+    });
+  }
+
+  protected attend(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions): tf.Tensor4D {
+    const [batch, , length, depth] = qk.shape;
+    const padded = validLength(length, this.nHashes, this.chunkLength);
+    const extra = padded - length;
+    let paddedMask = mask;
+    if (extra > 0) {
+      const pad4: Array<[number, number]> = [[0, 0], [0, 0], [0, extra], [0, 0]];
+      qk = tf.pad(qk, pad4);
+      v = tf.pad(v, pad4);
+      paddedMask = tf.pad(mask ?? tf.ones([batch, length]), [[0, 0], [0, extra]]) as tf.Tensor2D;
+    }
+    const nBuckets = this.nBuckets ?? defaultNBuckets(padded, this.chunkLength);
+    const training = options.training === true;
+    // Inference: rotations fixed by the layer's seed. Training: fresh ones each call.
+    const seed = training ? this.callSeed(options) : undefined;
+    const rotations = randomRotations({
+      depth,
+      nHashes: this.nHashes,
+      nBuckets,
+      seed: seed === undefined ? `${this.seed}:inference` : `${seed}:rotations`,
+    });
+    const out = lshAttention(qk, v, {
+      rotations,
+      nBuckets,
+      chunkLength: this.chunkLength,
+      numChunksBefore: this.numChunksBefore,
+      numChunksAfter: this.numChunksAfter,
+      causal: this.causal,
+      mask: paddedMask ?? undefined,
+      dropout: training ? this.dropout : 0,
+      dropoutSeed: seed,
+    });
+    return extra > 0 ? (tf.slice(out, [0, 0, 0, 0], [-1, -1, length, -1]) as tf.Tensor4D) : out;
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    const config: tf.serialization.ConfigDict = {
+      nHashes: this.nHashes,
+      chunkLength: this.chunkLength,
+      numChunksBefore: this.numChunksBefore,
+      numChunksAfter: this.numChunksAfter,
+    };
+    if (this.nBuckets !== undefined) config.nBuckets = this.nBuckets;
+    return { ...super.getConfig(), ...config };
+  }
+}
+tf.serialization.registerClass(LSHSelfAttention);
+
+/**
+ * Full O(T²) shared-QK self-attention with the same weights and interface as
+ * {@link LSHSelfAttention}: the baseline to compare against, or to swap in.
+ */
+export class FullSelfAttention extends SelfAttentionBase {
+  static className = 'FullSelfAttention';
+
+  constructor(args: SelfAttentionArgs = {}) {
+    super(args, 'FullSelfAttention');
+  }
+
+  protected attend(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions): tf.Tensor4D {
+    const training = options.training === true;
+    return fullAttention(qk, v, {
+      causal: this.causal,
+      mask: mask ?? undefined,
+      dropout: training ? this.dropout : 0,
+      dropoutSeed: training ? this.callSeed(options) : undefined,
+    });
+  }
+}
+tf.serialization.registerClass(FullSelfAttention);
+
+/** Creates an {@link LSHSelfAttention} layer (as `tf.layers.dense` creates `Dense`). */
+export function lshSelfAttention(args: LSHSelfAttentionArgs = {}): LSHSelfAttention {
+  return new LSHSelfAttention(args);
+}
+
+/** Creates a {@link FullSelfAttention} layer. */
+export function fullSelfAttention(args: SelfAttentionArgs = {}): FullSelfAttention {
+  return new FullSelfAttention(args);
+}
