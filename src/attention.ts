@@ -20,7 +20,7 @@ import {
 } from './hashing.js';
 import { guardMemory } from './memory.js';
 import { sortItems } from './sorting.js';
-import { detach, gatherCopies, gatherRows, permuteRows, stopGradient } from './ops.js';
+import { detach, gatherRowsSummed, permuteRows, stopGradient } from './ops.js';
 import type { Seed } from './random.js';
 import {
   assertFloat,
@@ -74,6 +74,11 @@ export interface LSHAttentionOptions extends AttentionOptions {
   rotations?: tf.Tensor3D;
   /** Seed of the rotations. Default: fresh randomness on every call. */
   seed?: Seed;
+  /**
+   * Logit elements per block of chunks: bounds the memory of a call (the
+   * result does not depend on it). Default {@link BLOCK_LOGITS} (4M, 16 MiB per tensor).
+   */
+  blockLogits?: number;
 }
 
 /** The settings {@link lshAttention} resolves from its options and input shape. */
@@ -195,29 +200,6 @@ function normaliseKeys(x: tf.Tensor): tf.Tensor {
 }
 
 /**
- * Each chunk followed by its neighbours: for chunk j, chunks j−before … j+after
- * (rolling over the chunk axis), concatenated along the row axis.
- *
- * @param x [G, N, C, X]
- * @returns [G, N, (1 + before + after)·C, X]
- */
-function lookAround(x: tf.Tensor4D, before: number, after: number): tf.Tensor4D {
-  if (before === 0 && after === 0) return x;
-  const numChunks = x.shape[1];
-  const parts: tf.Tensor4D[] = [];
-  for (let shift = -before; shift <= after; shift++) {
-    // part[j] = x[(j + shift) mod N]
-    const s = ((shift % numChunks) + numChunks) % numChunks;
-    parts.push(
-      s === 0
-        ? x
-        : tf.concat([tf.slice(x, [0, s, 0, 0], [-1, -1, -1, -1]), tf.slice(x, [0, 0, 0, 0], [-1, s, -1, -1])], 1),
-    );
-  }
-  return tf.concat(parts, 2);
-}
-
-/**
  * Masks logits by replacing them (not adding): keys where `blocked` → −1e9,
  * the query's own key → −1e5. Written as logits·keep + fill, which is exact
  * replacement and has the replacement's gradient.
@@ -260,18 +242,51 @@ function softmaxAttend(
   return { out: tf.matMul(weights, values), rowMax, logSum: tf.log(sums) as tf.Tensor3D };
 }
 
-/** Bytes estimate of an lshAttention call (forward; gradients keep about as much again). */
+/**
+ * Logit elements per block: the chunk attention runs on blocks of chunks of
+ * about this many [C × L] logits, so memory stays bounded at any length.
+ */
+export const BLOCK_LOGITS = 1 << 22;
+
+/** How the R·T/C chunks of the G = B·H groups are cut into blocks. */
+interface BlockPlan {
+  /** Groups handled together (un-sorted and combined together). */
+  groupsPerBatch: number;
+  /** Chunks per block within one group (all of them when whole groups fit). */
+  chunksPerBlock: number;
+}
+
+function planBlocks(numChunks: number, chunkLength: number, window: number, blockLogits = BLOCK_LOGITS): BlockPlan {
+  const perGroup = numChunks * chunkLength * window;
+  if (perGroup <= blockLogits) return { groupsPerBatch: Math.max(1, Math.floor(blockLogits / perGroup)), chunksPerBlock: numChunks };
+  return { groupsPerBatch: 1, chunksPerBlock: Math.max(1, Math.floor(blockLogits / (chunkLength * window))) };
+}
+
+/** Bytes estimate of an lshAttention call (forward; under a gradient tape every block's intermediates are kept too). */
 export function estimateLSHAttentionBytes(
   shape: { batch: number; heads: number; length: number; depth: number; valueDepth: number },
   settings: ResolvedLSHSettings,
 ): number {
-  const items = shape.batch * shape.heads * settings.nHashes * shape.length;
+  const groups = shape.batch * shape.heads;
+  const items = settings.nHashes * shape.length;
   const window = settings.chunkLength * (1 + settings.numChunksBefore + settings.numChunksAfter);
-  // Per query: ~10 [L]-sized logit/mask/softmax tensors; windows of keys and values; sorted copies.
-  return 4 * items * (10 * window + (window / settings.chunkLength + 3) * (shape.depth + shape.valueDepth) + 16);
+  const numChunks = items / settings.chunkLength;
+  const plan = planBlocks(numChunks, settings.chunkLength, window);
+  const blockChunks = Math.min(plan.chunksPerBlock, numChunks) * Math.min(plan.groupsPerBatch, groups);
+  const blockLogits = blockChunks * settings.chunkLength * window;
+  const blockRows = blockChunks * (settings.chunkLength + window);
+  const batchItems = Math.min(plan.groupsPerBatch, groups) * items;
+  return (
+    4 *
+    (10 * blockLogits + // logits, masks, softmax
+      3 * blockRows * (shape.depth + shape.valueDepth) + // gathered queries, keys, values
+      4 * batchItems * (shape.valueDepth + 4) + // per-round outputs, sorted and un-sorted, and indices
+      3 * groups * shape.length * (shape.depth + 2 * shape.valueDepth) + // inputs and output
+      3 * groups * items) // buckets and sort
+  );
 }
 
-/** Bytes estimate of a fullAttention call (forward). */
+/** Bytes estimate of a fullAttention call (forward, heads one at a time). */
 export function estimateFullAttentionBytes(shape: {
   batch: number;
   heads: number;
@@ -279,8 +294,77 @@ export function estimateFullAttentionBytes(shape: {
   depth: number;
   valueDepth: number;
 }): number {
-  const rows = shape.batch * shape.heads * shape.length;
-  return 4 * rows * (8 * shape.length + 3 * (shape.depth + shape.valueDepth));
+  const groups = shape.batch * shape.heads;
+  // Per head: two live [T, T] tensors at a time (plus the transposed keys and the row statistics).
+  return 4 * (2 * shape.length * shape.length + 4 * groups * shape.length * (shape.depth + shape.valueDepth));
+}
+
+/** The host-side sort of one call: what the blocks are built from. */
+interface HostSort {
+  /** sorted[g·R·T + p] = the item (r·T + i) at sorted place p of group g. */
+  sorted: Int32Array;
+  /** undo[g·R·T + t] = the sorted place of item t of group g. */
+  undo: Int32Array;
+  /** [B·T] padding mask (1 keep, 0 pad), or null. */
+  padding: Float32Array | Int32Array | Uint8Array | null;
+}
+
+/**
+ * Index and mask arrays of one block of chunks (built on the host: integer
+ * work, no gradient, and much cheaper there than as broadcast tensor ops).
+ */
+function buildBlock(
+  host: HostSort,
+  dims: { heads: number; length: number; items: number; numChunks: number; chunkLength: number; before: number; after: number },
+  chunks: Array<[number, number]>,
+  causal: boolean,
+): { queryRows: Int32Array; keyRows: Int32Array; keep: Float32Array; fill: Float32Array } {
+  const { heads, length, items, numChunks, chunkLength, before, after } = dims;
+  const window = chunkLength * (1 + before + after);
+  const count = chunks.length;
+  const queryRows = new Int32Array(count * chunkLength);
+  const keyRows = new Int32Array(count * window);
+  const keep = new Float32Array(count * chunkLength * window);
+  const fill = new Float32Array(count * chunkLength * window);
+  const queryPositions = new Int32Array(chunkLength);
+  const keyPositions = new Int32Array(window);
+  const keyPadded = new Uint8Array(window);
+  for (let n = 0; n < count; n++) {
+    const [group, chunk] = chunks[n];
+    const sortedBase = group * items;
+    const rowBase = group * length;
+    const maskBase = Math.floor(group / heads) * length;
+    for (let c = 0; c < chunkLength; c++) {
+      const position = host.sorted[sortedBase + chunk * chunkLength + c] % length;
+      queryPositions[c] = position;
+      queryRows[n * chunkLength + c] = rowBase + position;
+    }
+    let l = 0;
+    for (let shift = -before; shift <= after; shift++) {
+      const neighbour = (((chunk + shift) % numChunks) + numChunks) % numChunks;
+      for (let c = 0; c < chunkLength; c++, l++) {
+        const position = host.sorted[sortedBase + neighbour * chunkLength + c] % length;
+        keyPositions[l] = position;
+        keyPadded[l] = host.padding !== null && host.padding[maskBase + position] === 0 ? 1 : 0;
+        keyRows[n * window + l] = rowBase + position;
+      }
+    }
+    let offset = n * chunkLength * window;
+    for (let c = 0; c < chunkLength; c++) {
+      const query = queryPositions[c];
+      for (let k = 0; k < window; k++, offset++) {
+        const key = keyPositions[k];
+        if (key === query) {
+          fill[offset] = SELF_ATTENTION_LOGIT;
+        } else if (keyPadded[k] === 1 || (causal && key > query)) {
+          fill[offset] = MASKED_LOGIT;
+        } else {
+          keep[offset] = 1;
+        }
+      }
+    }
+  }
+  return { queryRows, keyRows, keep, fill };
 }
 
 /**
@@ -289,7 +373,8 @@ export function estimateFullAttentionBytes(shape: {
  * Every (round, position) item is hashed with random rotations, the R·T items
  * are sorted by (round, bucket, position) and cut into chunks of C, and each
  * chunk attends to itself and its `numChunksBefore`/`numChunksAfter`
- * neighbours. Rounds are combined by their log-sum-exp weights.
+ * neighbours. Rounds are combined by their log-sum-exp weights. The chunks
+ * are processed in blocks, so memory stays bounded at any length.
  *
  * @param qk float32 [B, H, T, D]: shared queries/keys (keys are normalised inside).
  * @param v float32 [B, H, T, Dv]: values.
@@ -314,101 +399,123 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
     options.memoryLimitBytes,
   );
   const dropout = options.dropout ?? 0;
+  if (options.blockLogits !== undefined) assertPositiveInteger(who, 'blockLogits', options.blockLogits);
   return tf.tidy(() => {
     const groups = batch * heads; // G = B·H
     const items = nHashes * length; // R·T
-    const numChunks = items / chunkLength;
-    const window = chunkLength * (1 + numChunksBefore + numChunksAfter);
-    const numBuckets = totalBuckets(nBuckets);
+    const numChunks = items / chunkLength; // N
+    const window = chunkLength * (1 + numChunksBefore + numChunksAfter); // L
 
-    // 1. Hash: int32 [B, H, R, T]; padded positions get bucket K.
-    const rotations =
-      options.rotations ?? randomRotations({ depth, nHashes, nBuckets, seed: options.seed });
-    // Hashing sees a detached copy: bucket ids carry no gradient (design §1).
-    const buckets = hashBuckets(detach(qk), rotations, { nBuckets, mask: options.mask });
+    // 1–2. Hash (int32 [B, H, R, T], padding → bucket K) and sort; the sort goes to the host.
+    const [sortedItems, undoSort] = tf.tidy(() => {
+      const rotations = options.rotations ?? randomRotations({ depth, nHashes, nBuckets, seed: options.seed });
+      const buckets = hashBuckets(detach(qk), rotations, { nBuckets, mask: options.mask });
+      const sort = sortItems(buckets, totalBuckets(nBuckets));
+      return [sort.sortedItems, sort.undoSort];
+    });
+    const host: HostSort = {
+      sorted: sortedItems.dataSync() as Int32Array,
+      undo: undoSort.dataSync() as Int32Array,
+      padding: options.mask ? (options.mask.dataSync() as Float32Array) : null,
+    };
+    const dims = { heads, length, items, numChunks, chunkLength, before: numChunksBefore, after: numChunksAfter };
+    const qkRows = tf.reshape(qk, [groups * length, depth]) as tf.Tensor2D;
+    const vRows = tf.reshape(v, [groups * length, valueDepth]) as tf.Tensor2D;
+    const plan = planBlocks(numChunks, chunkLength, window, options.blockLogits);
 
-    // 2. Sort items t = r·T + i by (round, bucket, position).
-    const sort = sortItems(buckets, numBuckets);
-    const sortedItems = tf.reshape(sort.sortedItems, [groups, items]); // [G, R·T]
-    const undoSort = tf.reshape(sort.undoSort, [groups, items]);
-    const sortedPositions = tf.mod(sortedItems, tf.scalar(length, 'int32')); // [G, R·T]
-    const groupRowsT = tf.reshape(tf.mul(tf.range(0, groups, 1, 'int32'), tf.scalar(length, 'int32')), [groups, 1]);
-    const groupRowsRT = tf.reshape(tf.mul(tf.range(0, groups, 1, 'int32'), tf.scalar(items, 'int32')), [groups, 1]);
-    const sortedSource = tf.reshape(tf.add(sortedPositions, groupRowsT), [-1]) as tf.Tensor1D;
-    const undoFlat = tf.reshape(tf.add(undoSort, groupRowsRT), [-1]) as tf.Tensor1D;
-    const sortedFlat = tf.reshape(tf.add(sortedItems, groupRowsRT), [-1]) as tf.Tensor1D;
-
-    // 3. Gather sorted queries and values; chunk; keys are normalised and looked around.
-    const sortedQK = gatherCopies(tf.reshape(qk, [groups * length, depth]), sortedSource, undoFlat, groups, nHashes);
-    const sortedV = gatherCopies(tf.reshape(v, [groups * length, valueDepth]), sortedSource, undoFlat, groups, nHashes);
-    const queries = tf.reshape(sortedQK, [groups, numChunks, chunkLength, depth]);
-    const keys = lookAround(normaliseKeys(queries) as tf.Tensor4D, numChunksBefore, numChunksAfter);
-    const values = lookAround(
-      tf.reshape(sortedV, [groups, numChunks, chunkLength, valueDepth]),
-      numChunksBefore,
-      numChunksAfter,
-    );
-
-    // 4. Logits [G·N, C, L] and masks from the items' positions.
-    const logits = tf.matMul(
-      tf.reshape(queries, [groups * numChunks, chunkLength, depth]),
-      tf.reshape(keys, [groups * numChunks, window, depth]),
-      false,
-      true,
-    );
-    const queryPositions = tf.reshape(sortedPositions, [groups * numChunks, chunkLength, 1]);
-    const keyPositions = tf.reshape(
-      lookAround(tf.reshape(sortedPositions, [groups, numChunks, chunkLength, 1]), numChunksBefore, numChunksAfter),
-      [groups * numChunks, 1, window],
-    );
-    const self = tf.cast(tf.equal(queryPositions, keyPositions), 'float32');
-    let blocked: tf.Tensor | null = null;
-    if (options.causal) blocked = tf.cast(tf.greater(keyPositions, queryPositions), 'float32');
-    if (options.mask !== undefined) {
-      // Padding of each sorted item, looked around like the keys: [G·N, 1, L].
-      const maskRows = tf.reshape(
-        tf.tile(tf.reshape(tf.cast(options.mask, 'float32'), [batch, 1, length]), [1, heads, 1]),
-        [groups * length, 1],
-      ) as tf.Tensor2D;
-      const sortedPadding = tf.sub(1, tf.reshape(gatherRows(maskRows, sortedSource), [groups, numChunks, chunkLength, 1]));
-      const keyPadding = tf.reshape(
-        lookAround(sortedPadding as tf.Tensor4D, numChunksBefore, numChunksAfter),
-        [groups * numChunks, 1, window],
+    // 3–5. Per batch of groups: blocks of chunks attend; un-sort; combine rounds.
+    const outputs: tf.Tensor[] = [];
+    let blockIndex = 0;
+    for (let g0 = 0; g0 < groups; g0 += plan.groupsPerBatch) {
+      const g1 = Math.min(groups, g0 + plan.groupsPerBatch);
+      const packedBlocks: tf.Tensor[] = [];
+      for (let g = g0; g < g1; g += plan.chunksPerBlock === numChunks ? g1 - g0 : 1) {
+        const blockGroups = plan.chunksPerBlock === numChunks ? [g0, g1] : [g, g + 1];
+        for (let j0 = 0; j0 < numChunks; j0 += plan.chunksPerBlock) {
+          const chunks: Array<[number, number]> = [];
+          for (let bg = blockGroups[0]; bg < blockGroups[1]; bg++) {
+            for (let j = j0; j < Math.min(numChunks, j0 + plan.chunksPerBlock); j++) chunks.push([bg, j]);
+          }
+          const block = buildBlock(host, dims, chunks, options.causal === true);
+          const seed = options.dropoutSeed === undefined ? undefined : options.dropoutSeed + blockIndex;
+          // Each block in its own scope: its intermediates are freed as soon as it is done
+          // (under a gradient tape, what the backward pass needs is kept by the tape).
+          packedBlocks.push(
+            tf.tidy(() => {
+              const count = chunks.length;
+              const queryRows = tf.tensor1d(block.queryRows, 'int32');
+              const keyRows = tf.tensor1d(block.keyRows, 'int32');
+              const queries = tf.reshape(gatherRowsSummed(qkRows, queryRows), [count, chunkLength, depth]);
+              const keys = normaliseKeys(tf.reshape(gatherRowsSummed(qkRows, keyRows), [count, window, depth]));
+              const values = tf.reshape(gatherRowsSummed(vRows, keyRows), [count, window, valueDepth]) as tf.Tensor3D;
+              const logits = tf.matMul(queries, keys as tf.Tensor3D, false, true); // [n, C, L]
+              const shape: [number, number, number] = [count, chunkLength, window];
+              const masked = tf.add(tf.mul(logits, tf.tensor3d(block.keep, shape)), tf.tensor3d(block.fill, shape)) as tf.Tensor3D;
+              const { out, rowMax, logSum } = softmaxAttend(masked, values, dropout, seed);
+              return tf.concat(
+                [
+                  tf.reshape(out, [count * chunkLength, valueDepth]),
+                  tf.reshape(rowMax, [count * chunkLength, 1]),
+                  tf.reshape(logSum, [count * chunkLength, 1]),
+                ],
+                1,
+              );
+            }),
+          );
+          blockIndex++;
+        }
+      }
+      // Sorted order of groups g0..g1 → item order.
+      const batchGroups = g1 - g0;
+      const undoRows = new Int32Array(batchGroups * items);
+      const sortedRows = new Int32Array(batchGroups * items);
+      for (let g = 0; g < batchGroups; g++) {
+        for (let t = 0; t < items; t++) {
+          undoRows[g * items + t] = g * items + host.undo[(g0 + g) * items + t];
+          sortedRows[g * items + t] = g * items + host.sorted[(g0 + g) * items + t];
+        }
+      }
+      outputs.push(
+        tf.tidy(() => {
+          const packed = (packedBlocks.length === 1 ? packedBlocks[0] : concatMany(packedBlocks)) as tf.Tensor2D;
+          const unsorted = tf.reshape(
+            permuteRows(packed, tf.tensor1d(undoRows, 'int32'), tf.tensor1d(sortedRows, 'int32')),
+            [batchGroups, nHashes, length, valueDepth + 2],
+          );
+          return combineRounds(unsorted, valueDepth);
+        }),
       );
-      blocked = blocked === null ? keyPadding : tf.maximum(blocked, keyPadding);
+      tf.dispose(packedBlocks);
     }
-    const masked = replaceMasked(logits, self, blocked) as tf.Tensor3D;
-
-    // 5. Attend within chunks, un-sort, combine rounds.
-    const { out, rowMax, logSum } = softmaxAttend(
-      masked,
-      tf.reshape(values, [groups * numChunks, window, valueDepth]),
-      dropout,
-      options.dropoutSeed,
-    );
-    const packed = tf.concat(
-      [
-        tf.reshape(out, [groups * items, valueDepth]),
-        tf.reshape(rowMax, [groups * items, 1]),
-        tf.reshape(logSum, [groups * items, 1]),
-      ],
-      1,
-    ) as tf.Tensor2D;
-    const unsorted = tf.reshape(permuteRows(packed, undoFlat, sortedFlat), [groups, nHashes, length, valueDepth + 2]);
-    let combined: tf.Tensor;
-    if (nHashes === 1) {
-      combined = tf.slice(unsorted, [0, 0, 0, 0], [-1, -1, -1, valueDepth]);
-    } else {
-      const roundOut = tf.slice(unsorted, [0, 0, 0, 0], [-1, -1, -1, valueDepth]);
-      const roundMax = tf.slice(unsorted, [0, 0, 0, valueDepth], [-1, -1, -1, 1]);
-      const roundLogSum = tf.slice(unsorted, [0, 0, 0, valueDepth + 1], [-1, -1, -1, 1]);
-      // lse_r − max_r(lse) computed on differences of maxima (exact) plus the log-sums.
-      const relative = tf.add(tf.sub(roundMax, tf.max(roundMax, 1, true)), roundLogSum);
-      const roundWeights = tf.exp(tf.sub(relative, tf.logSumExp(relative, 1, true)));
-      combined = tf.sum(tf.mul(roundOut, roundWeights), 1);
-    }
+    const combined = outputs.length === 1 ? outputs[0] : concatMany(outputs);
     return tf.reshape(combined, [batch, heads, length, valueDepth]) as tf.Tensor4D;
   });
+}
+
+/**
+ * Combines rounds: [G, R, T, Dv + 2] (outputs, row maximum, log of the
+ * shifted sum) → [G, T, Dv], weighting round r by exp(lse_r − logsumexp_r),
+ * computed on differences of the maxima so float32 keeps its precision.
+ */
+function combineRounds(unsorted: tf.Tensor, valueDepth: number): tf.Tensor {
+  const roundOut = tf.slice(unsorted, [0, 0, 0, 0], [-1, -1, -1, valueDepth]);
+  if (unsorted.shape[1] === 1) return tf.squeeze(roundOut, [1]);
+  const roundMax = tf.slice(unsorted, [0, 0, 0, valueDepth], [-1, -1, -1, 1]);
+  const roundLogSum = tf.slice(unsorted, [0, 0, 0, valueDepth + 1], [-1, -1, -1, 1]);
+  const relative = tf.add(tf.sub(roundMax, tf.max(roundMax, 1, true)), roundLogSum);
+  const roundWeights = tf.exp(tf.sub(relative, tf.logSumExp(relative, 1, true)));
+  return tf.sum(tf.mul(roundOut, roundWeights), 1);
+}
+
+/** Concatenates many tensors along axis 0 in groups (one concat of thousands overflows the call stack). */
+function concatMany(tensors: tf.Tensor[]): tf.Tensor {
+  let level = tensors;
+  while (level.length > 1) {
+    const next: tf.Tensor[] = [];
+    for (let i = 0; i < level.length; i += 256) next.push(level.length - i === 1 ? level[i] : tf.concat(level.slice(i, i + 256), 0));
+    level = next;
+  }
+  return level[0];
 }
 
 /**

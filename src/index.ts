@@ -4,6 +4,7 @@
  * `tfjs-lsh-attention/backend`.
  */
 export {
+  BLOCK_LOGITS,
   DEFAULT_CHUNK_LENGTH,
   KEY_NORM_EPSILON,
   MASKED_LOGIT,
@@ -33,5 +34,5 @@ export {
 export { availableBytes, formatBytes, guardMemory, WASM_HEAP_LIMIT_BYTES, DEFAULT_LIMIT_BYTES } from './memory.js';
 export { gaussianArray, nextSeed, uniformStream, type Seed, type Uniform } from './random.js';
 export { sortItems, type ItemSort } from './sorting.js';
-export { gatherCopies, gatherRows, permuteRows, stopGradient } from './ops.js';
+export { detach, gatherRows, gatherRowsSummed, permuteRows, stopGradient } from './ops.js';
 export { registerWasmKernels } from './wasm_kernels.js';

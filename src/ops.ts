@@ -1,9 +1,9 @@
 /**
- * Small differentiable building blocks the attention functions share:
- * row gathers whose gradients are gathers (no scatter, so they work on the
- * wasm backend, which has no UnsortedSegmentSum), and stopGradient.
+ * Small differentiable building blocks the attention functions share: row
+ * gathers with gradients that work on every backend, stopGradient, detach.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { registerWasmKernels } from './wasm_kernels.js';
 
 /**
  * Gathers rows of a 2-D tensor: out[i] = x[indices[i]]. gatherND is used
@@ -75,36 +75,22 @@ export function permuteRows(x: tf.Tensor2D, permutation: tf.Tensor1D, inverse: t
 }
 
 /**
- * Gathers rows of `groups` blocks of T rows into `groups` blocks of R·T rows,
- * every input row appearing R times per block (once per hash round), in the
- * order `sortedSource` gives. The gradient gathers by `undo` into item order
- * and sums the R copies.
+ * Gathers rows, out[i] = x[indices[i]], for any indices (repeats allowed);
+ * the gradient sums the rows' contributions (unsortedSegmentSum, which this
+ * library registers for wasm too).
  *
- * @param x [G·T, X]
- * @param sortedSource int32 [G·R·T]: the input row of each output row.
- * @param undo int32 [G·R·T]: where item (g, r, i) sits in the output, listed at g·R·T + r·T + i.
- * @param groups G.
- * @param copies R.
- * @returns [G·R·T, X]
+ * @param x [N, X]
+ * @param indices int32 [M], values in [0, N)
+ * @returns [M, X]
  */
-export function gatherCopies(
-  x: tf.Tensor2D,
-  sortedSource: tf.Tensor1D,
-  undo: tf.Tensor1D,
-  groups: number,
-  copies: number,
-): tf.Tensor2D {
+export function gatherRowsSummed(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tensor2D {
+  registerWasmKernels();
   return withGradient(x, (input, save) => {
-    save([undo]);
-    const [rows, width] = input.shape as [number, number];
+    save([indices]);
+    const rows = input.shape[0];
     return {
-      value: gatherRows(input as tf.Tensor2D, sortedSource),
-      gradFunc: (dy, saved) => {
-        const itemOrder = gatherRows(dy as tf.Tensor2D, saved[0] as tf.Tensor1D);
-        if (copies === 1) return itemOrder;
-        // [G, R, T, X] → sum over R → [G·T, X]
-        return tf.reshape(tf.sum(tf.reshape(itemOrder, [groups, copies, rows / groups, width]), 1), [rows, width]);
-      },
+      value: gatherRows(input as tf.Tensor2D, indices),
+      gradFunc: (dy, saved) => tf.unsortedSegmentSum(dy, saved[0] as tf.Tensor1D, rows),
     };
   }) as tf.Tensor2D;
 }

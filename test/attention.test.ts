@@ -214,6 +214,21 @@ describeBackends('LSH properties', () => {
     });
   });
 
+  it('cutting the chunks into small blocks changes nothing (forward and gradients)', () => {
+    tf.tidy(() => {
+      const qk = randomTensor([B, H, T, D], 40) as tf.Tensor4D;
+      const v = randomTensor([B, H, T, DV], 41) as tf.Tensor4D;
+      const mask = paddingMask(13);
+      const options: LSHAttentionOptions = { nHashes: 3, chunkLength: 4, numChunksBefore: 1, numChunksAfter: 1, causal: true, mask, seed: 8 };
+      const whole = valueAndGrads((a, b) => lshAttention(a, b, options), qk, v, mask);
+      // 3 chunks of 4×12 logits per block: blocks split groups, and groups are processed one at a time.
+      const blocked = valueAndGrads((a, b) => lshAttention(a, b, { ...options, blockLogits: 3 * 4 * 12 }), qk, v, mask);
+      expectTensorsClose(blocked.out, whole.out, 1e-6);
+      expectTensorsClose(blocked.dqk, whole.dqk, 1e-5);
+      expectTensorsClose(blocked.dv, whole.dv, 1e-5);
+    });
+  });
+
   it('more rounds bring the output closer to full attention on average', () => {
     tf.tidy(() => {
       const length = 64;

@@ -1,0 +1,223 @@
+/**
+ * The attention-cost sweep: lshAttention against fullAttention over sequence
+ * lengths, with time, peak memory, achieved GFLOP/s and a per-kernel
+ * breakdown. Used by `bench/run.ts` (the CLI) and by a test that runs a tiny
+ * sweep so the benchmark cannot rot.
+ *
+ * Legend: B batch, H heads, T length, D head size, R rounds, C chunk length,
+ * L = C·(1 + before + after) keys per query.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  defaultNBuckets,
+  fullAttention,
+  hashBuckets,
+  lshAttention,
+  randomRotations,
+  sortItems,
+  totalBuckets,
+  type LSHAttentionOptions,
+} from '../src/index.js';
+
+/** What to sweep. */
+export interface SweepOptions {
+  /** Sequence lengths. */
+  lengths: number[];
+  batch: number;
+  heads: number;
+  depth: number;
+  /** Hash rounds to run LSH with: one series each. */
+  nHashes: number[];
+  chunkLength: number;
+  numChunksBefore: number;
+  /** Time forward + backward (gradients of qk and v) instead of forward only. */
+  backward: boolean;
+  /** Timed runs per point after one warm-up (the median is reported). */
+  runs: number;
+  /** Skip a variant at a length when its predicted time for warm-up plus runs exceeds this. */
+  budgetSeconds: number;
+  /** Per-kernel profile (peak memory, kernel breakdown): a separate run per point. */
+  profile: boolean;
+  /** Run full attention too. */
+  full: boolean;
+}
+
+/** One measured (or skipped) point. */
+export interface SweepPoint {
+  variant: 'lsh' | 'full';
+  /** R for LSH; null for full. */
+  nHashes: number | null;
+  length: number;
+  status: 'ok' | 'out-of-memory' | 'over-budget' | 'failed';
+  /** Why it did not run, when it did not. */
+  reason?: string;
+  /** Median wall time (ms), result read back. */
+  medianMs?: number;
+  /** All timed runs (ms). */
+  runsMs?: number[];
+  /** Peak bytes of tensors during the call (tf.profile). */
+  peakBytes?: number;
+  /** Process RSS after the call (bytes). */
+  rssBytes?: number;
+  /** Useful FLOPs: the QK and AV products of what is actually attended (×3 with backward). */
+  usefulFlops: number;
+  gflops?: number;
+  /** Kernel name → total ms in the profiled run, largest first. */
+  kernels?: Array<{ name: string; ms: number; calls: number }>;
+  /** LSH only: ms in hashing + sorting (separate run of those stages). */
+  hashSortMs?: number;
+}
+
+/** Useful FLOPs of LSH attention: each of R·T queries against L keys, for QK (D) and AV (Dv). */
+export function lshUsefulFlops(o: { batch: number; heads: number; length: number; depth: number; nHashes: number; chunkLength: number; numChunksBefore: number }): number {
+  const window = o.chunkLength * (1 + o.numChunksBefore);
+  return 2 * o.batch * o.heads * o.nHashes * o.length * window * (o.depth + o.depth);
+}
+
+/** Useful FLOPs of full attention: T queries against T keys, QK and AV. */
+export function fullUsefulFlops(o: { batch: number; heads: number; length: number; depth: number }): number {
+  return 2 * o.batch * o.heads * o.length * o.length * (o.depth + o.depth);
+}
+
+/** Best GFLOP/s of a 2-D matMul of size n³ on the current backend (best of `runs`). */
+export async function matMulPeakGflops(n = 1024, runs = 3): Promise<number> {
+  const a = tf.randomNormal([n, n]);
+  const b = tf.randomNormal([n, n]);
+  let best = 0;
+  for (let i = 0; i <= runs; i++) {
+    const start = performance.now();
+    const c = tf.matMul(a, b);
+    await c.data();
+    const ms = performance.now() - start;
+    c.dispose();
+    if (i > 0) best = Math.max(best, (2 * n ** 3) / (ms * 1e6));
+  }
+  tf.dispose([a, b]);
+  return best;
+}
+
+/** Runs `fn` once (result read back and disposed); returns ms. */
+async function timeOnce(fn: () => tf.Tensor | tf.Tensor[]): Promise<number> {
+  const start = performance.now();
+  const result = fn();
+  const outputs = Array.isArray(result) ? result : [result];
+  for (const t of outputs) await t.data();
+  const ms = performance.now() - start;
+  tf.dispose(outputs);
+  return ms;
+}
+
+/** Progress callback: (what is running, seconds since the sweep started). */
+export type Progress = (message: string) => void;
+
+/**
+ * Runs the sweep on the current backend.
+ *
+ * @returns every point, LSH series first at each length.
+ */
+export async function runSweep(options: SweepOptions, progress: Progress = () => {}): Promise<SweepPoint[]> {
+  const points: SweepPoint[] = [];
+  const { batch, heads, depth } = options;
+  // Predicted time from the previous length of the same series (scaled by the variant's complexity).
+  const previous = new Map<string, { length: number; ms: number }>();
+  const started = performance.now();
+  const say = (message: string) => progress(`${message} (elapsed ${((performance.now() - started) / 1000).toFixed(1)} s)`);
+
+  for (const length of options.lengths) {
+    const qk = tf.randomNormal([batch, heads, length, depth], 0, 1, 'float32', 1) as tf.Tensor4D;
+    const v = tf.randomNormal([batch, heads, length, depth], 0, 1, 'float32', 2) as tf.Tensor4D;
+    const variants: Array<{ variant: 'lsh' | 'full'; nHashes: number | null }> = [
+      ...options.nHashes.map((r) => ({ variant: 'lsh' as const, nHashes: r })),
+      ...(options.full ? [{ variant: 'full' as const, nHashes: null }] : []),
+    ];
+    for (const { variant, nHashes } of variants) {
+      const key = `${variant}:${nHashes}`;
+      const label = variant === 'lsh' ? `lsh R=${nHashes}` : 'full';
+      const flopsForward =
+        variant === 'lsh'
+          ? lshUsefulFlops({ batch, heads, length, depth, nHashes: nHashes as number, chunkLength: options.chunkLength, numChunksBefore: options.numChunksBefore })
+          : fullUsefulFlops({ batch, heads, length, depth });
+      const point: SweepPoint = { variant, nHashes, length, status: 'ok', usefulFlops: flopsForward * (options.backward ? 3 : 1) };
+      const lshOptions: LSHAttentionOptions = {
+        nHashes: nHashes ?? 1,
+        chunkLength: options.chunkLength,
+        numChunksBefore: options.numChunksBefore,
+        seed: 1,
+      };
+      const forward = (a: tf.Tensor4D, b: tf.Tensor4D): tf.Tensor4D =>
+        variant === 'lsh' ? lshAttention(a, b, lshOptions) : fullAttention(a, b);
+      const call = (): tf.Tensor | tf.Tensor[] =>
+        options.backward
+          ? tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(forward(a as tf.Tensor4D, b as tf.Tensor4D)))([qk, v])
+          : forward(qk, v);
+
+      const last = previous.get(key);
+      if (last) {
+        const growth = variant === 'lsh' ? length / last.length : (length / last.length) ** 2;
+        const predictedSeconds = (last.ms * growth * (options.runs + 1)) / 1000;
+        if (predictedSeconds > options.budgetSeconds) {
+          point.status = 'over-budget';
+          point.reason = `predicted ${predictedSeconds.toFixed(0)} s for ${options.runs + 1} runs > budget ${options.budgetSeconds} s`;
+          points.push(point);
+          say(`T=${length} ${label}: skipped, ${point.reason}`);
+          continue;
+        }
+      }
+      try {
+        const runs: number[] = [];
+        for (let i = 0; i <= options.runs; i++) {
+          say(`T=${length} ${label}: ${i === 0 ? 'warm-up' : `run ${i}/${options.runs}`}`);
+          const ms = await timeOnce(call);
+          if (i > 0) runs.push(ms);
+        }
+        const sorted = [...runs].sort((a, b) => a - b);
+        point.runsMs = runs;
+        point.medianMs = sorted[Math.floor(sorted.length / 2)];
+        point.gflops = point.usefulFlops / (point.medianMs * 1e6);
+        point.rssBytes = process.memoryUsage().rss;
+        previous.set(key, { length, ms: point.medianMs });
+        if (variant === 'lsh') {
+          // The hashing and sorting stages alone (the rest is gathers, chunk attention and combining rounds).
+          const nBuckets = defaultNBuckets(length, options.chunkLength);
+          const rotations = randomRotations({ depth, nHashes: nHashes as number, nBuckets, seed: 1 });
+          const stage = (): tf.Tensor[] => {
+            const buckets = hashBuckets(qk, rotations, { nBuckets });
+            const sort = sortItems(buckets, totalBuckets(nBuckets));
+            buckets.dispose();
+            return [sort.sortedItems, sort.undoSort];
+          };
+          await timeOnce(stage);
+          point.hashSortMs = await timeOnce(stage);
+          rotations.dispose();
+        }
+        if (options.profile) {
+          say(`T=${length} ${label}: profiling`);
+          const info = await tf.profile(() => {
+            const result = call();
+            tf.dispose(result);
+          });
+          point.peakBytes = info.peakBytes;
+          const byName = new Map<string, { ms: number; calls: number }>();
+          for (const kernel of info.kernels) {
+            const ms = typeof kernel.kernelTimeMs === 'number' ? kernel.kernelTimeMs : 0;
+            const entry = byName.get(kernel.name) ?? { ms: 0, calls: 0 };
+            entry.ms += ms;
+            entry.calls += 1;
+            byName.set(kernel.name, entry);
+          }
+          point.kernels = [...byName.entries()]
+            .map(([name, e]) => ({ name, ms: e.ms, calls: e.calls }))
+            .sort((a, b) => b.ms - a.ms);
+        }
+      } catch (error) {
+        const message = (error as Error).message;
+        point.status = /needs about/.test(message) ? 'out-of-memory' : 'failed';
+        point.reason = message.split(';')[0];
+        say(`T=${length} ${label}: ${point.status}: ${point.reason}`);
+      }
+      points.push(point);
+    }
+    tf.dispose([qk, v]);
+  }
+  return points;
+}

@@ -1,0 +1,85 @@
+// Run: npm run bench -- [flags]        (the full sweep, T = 512 … 65536)
+//      npm start                        (the quick version: a few lengths, under a minute)
+//
+// Flags (defaults in brackets):
+//   --min 512 --max 65536   lengths, doubling        --batch 1 --heads 8 --depth 64
+//   --hashes 4              rounds, comma list        --chunk 64 --before 1
+//   --backward              time forward + backward   --runs 3 --budget 300 (s per point)
+//   --backend wasm|cpu|tensorflow                     --out bench/out --name sweep
+//   --no-profile            skip the profiled run (peak memory, kernel breakdown)
+//   --no-full               LSH only
+//   --quick                 T = 512 … 4096, runs 2 (what npm start runs)
+//   --tiny                  T = 64, 128, H = 2, D = 16, C = 16, runs 1 (seconds; CI)
+import { parseArgs } from 'node:util';
+import { describeBackend, initBackend, type BackendName } from '../src/backend.js';
+import { matMulPeakGflops, runSweep, type SweepOptions } from './attention_sweep.js';
+import { makeReport, markdown, writeReport } from './report.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    min: { type: 'string' },
+    max: { type: 'string' },
+    batch: { type: 'string', default: '1' },
+    heads: { type: 'string' },
+    depth: { type: 'string' },
+    hashes: { type: 'string', default: '4' },
+    chunk: { type: 'string' },
+    before: { type: 'string', default: '1' },
+    backward: { type: 'boolean', default: false },
+    runs: { type: 'string' },
+    budget: { type: 'string', default: '300' },
+    backend: { type: 'string' },
+    out: { type: 'string', default: 'bench/out' },
+    name: { type: 'string' },
+    'no-profile': { type: 'boolean', default: false },
+    'no-full': { type: 'boolean', default: false },
+    quick: { type: 'boolean', default: false },
+    tiny: { type: 'boolean', default: false },
+  },
+});
+
+function positiveInteger(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`bench: --${name} must be a positive integer, got "${value}"`);
+  return n;
+}
+
+const preset = flags.tiny
+  ? { min: 64, max: 128, heads: 2, depth: 16, chunk: 16, runs: 1, name: 'tiny' }
+  : flags.quick
+    ? { min: 512, max: 4096, heads: 8, depth: 64, chunk: 64, runs: 2, name: 'quick' }
+    : { min: 512, max: 65536, heads: 8, depth: 64, chunk: 64, runs: 3, name: 'sweep' };
+const min = positiveInteger('min', flags.min ?? String(preset.min));
+const max = positiveInteger('max', flags.max ?? String(preset.max));
+const lengths: number[] = [];
+for (let t = min; t <= max; t *= 2) lengths.push(t);
+
+const options: SweepOptions = {
+  lengths,
+  batch: positiveInteger('batch', flags.batch),
+  heads: positiveInteger('heads', flags.heads ?? String(preset.heads)),
+  depth: positiveInteger('depth', flags.depth ?? String(preset.depth)),
+  nHashes: flags.hashes.split(',').map((h) => positiveInteger('hashes', h)),
+  chunkLength: positiveInteger('chunk', flags.chunk ?? String(preset.chunk)),
+  numChunksBefore: Number(flags.before),
+  backward: flags.backward,
+  runs: positiveInteger('runs', flags.runs ?? String(preset.runs)),
+  budgetSeconds: positiveInteger('budget', flags.budget),
+  profile: !flags['no-profile'],
+  full: !flags['no-full'],
+};
+
+await initBackend(flags.backend ? { backend: flags.backend as BackendName } : {});
+console.error(`backend: ${describeBackend()}; lengths ${lengths.join(', ')}`);
+const peak = await matMulPeakGflops();
+console.error(`2-D matMul peak: ${peak.toFixed(1)} GFLOP/s`);
+const interactive = process.stderr.isTTY;
+const points = await runSweep(options, (message) => {
+  if (interactive) process.stderr.write(`\r\x1b[K${message}`);
+  else process.stderr.write(`${message}\n`);
+});
+if (interactive) process.stderr.write('\n');
+const report = makeReport(options, peak, points);
+console.log(markdown(report));
+const paths = await writeReport(report, flags.out, flags.name ?? preset.name);
+console.log(`written: ${paths.join(', ')}`);
