@@ -200,26 +200,6 @@ function normaliseKeys(x: tf.Tensor): tf.Tensor {
 }
 
 /**
- * Masks logits by replacing them (not adding): keys where `blocked` → −1e9,
- * the query's own key → −1e5. Written as logits·keep + fill, which is exact
- * replacement and has the replacement's gradient.
- *
- * @param logits [..., Q, L]
- * @param self float 0/1, broadcastable to logits: key position == query position.
- * @param blocked float 0/1 or null, broadcastable: causal or padded key.
- */
-function replaceMasked(logits: tf.Tensor, self: tf.Tensor, blocked: tf.Tensor | null): tf.Tensor {
-  const notSelf = tf.sub(1, self);
-  let keep = notSelf;
-  let fill = tf.mul(self, SELF_ATTENTION_LOGIT);
-  if (blocked !== null) {
-    keep = tf.mul(notSelf, tf.sub(1, blocked));
-    fill = tf.add(fill, tf.mul(tf.mul(notSelf, blocked), MASKED_LOGIT));
-  }
-  return tf.add(tf.mul(logits, keep), fill);
-}
-
-/**
  * Softmax attention of masked logits, with the log-sum-exp kept as two parts
  * (row maximum, log of the shifted sum) so rounds can be combined without the
  * float32 trap (design §5).
@@ -295,8 +275,8 @@ export function estimateFullAttentionBytes(shape: {
   valueDepth: number;
 }): number {
   const groups = shape.batch * shape.heads;
-  // Per head: two live [T, T] tensors at a time (plus the transposed keys and the row statistics).
-  return 4 * (2 * shape.length * shape.length + 4 * groups * shape.length * (shape.depth + shape.valueDepth));
+  // [T, T]: the two masks, and one head's logits, masked logits, shifted, exps and weights (+ slack).
+  return 4 * (8 * shape.length * shape.length + 4 * groups * shape.length * (shape.depth + shape.valueDepth));
 }
 
 /** The host-side sort of one call: what the blocks are built from. */
@@ -519,6 +499,23 @@ function concatMany(tensors: tf.Tensor[]): tf.Tensor {
 }
 
 /**
+ * keep and fill [T, T] of full attention (logits·keep + fill replaces masked
+ * logits), for batch element `b`'s padding; built on the host.
+ */
+function fullMasks(length: number, causal: boolean, padding: ArrayLike<number> | null, b: number): [tf.Tensor2D, tf.Tensor2D] {
+  const keep = new Float32Array(length * length);
+  const fill = new Float32Array(length * length);
+  for (let i = 0, offset = 0; i < length; i++) {
+    for (let j = 0; j < length; j++, offset++) {
+      if (i === j) fill[offset] = SELF_ATTENTION_LOGIT;
+      else if ((causal && j > i) || (padding !== null && padding[b * length + j] === 0)) fill[offset] = MASKED_LOGIT;
+      else keep[offset] = 1;
+    }
+  }
+  return [tf.tensor2d(keep, [length, length]), tf.tensor2d(fill, [length, length])];
+}
+
+/**
  * Full O(T²) shared-QK attention: the same logits and masks as
  * {@link lshAttention}, over all T keys. The baseline and the reference.
  *
@@ -536,30 +533,44 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: Attentio
     'Use lshAttention, a shorter T, or fewer heads or a smaller batch per call',
     options.memoryLimitBytes,
   );
-  return tf.tidy(() => {
-    const groups = batch * heads;
-    const queries = tf.reshape(qk, [groups, length, depth]);
-    const keys = normaliseKeys(queries) as tf.Tensor3D;
-    const logits = tf.reshape(tf.matMul(queries, keys, false, true), [batch, heads, length, length]);
-    const positions = tf.range(0, length, 1, 'int32');
-    const queryPositions = tf.reshape(positions, [length, 1]);
-    const keyPositions = tf.reshape(positions, [1, length]);
-    const self = tf.reshape(tf.cast(tf.equal(queryPositions, keyPositions), 'float32'), [1, 1, length, length]);
-    let blocked: tf.Tensor | null = null;
-    if (options.causal) {
-      blocked = tf.reshape(tf.cast(tf.greater(keyPositions, queryPositions), 'float32'), [1, 1, length, length]);
+  const dropout = options.dropout ?? 0;
+  const padding = options.mask ? (options.mask.dataSync() as Float32Array) : null;
+  const groups = batch * heads;
+  const perHead: tf.Tensor[] = [];
+  let maskBatch = -1;
+  let masks: [tf.Tensor2D, tf.Tensor2D] | null = null;
+  const qkHeads = tf.reshape(qk, [groups, length * depth]) as tf.Tensor2D;
+  const vHeads = tf.reshape(v, [groups, length * valueDepth]) as tf.Tensor2D;
+  try {
+    for (let g = 0; g < groups; g++) {
+      // One head at a time, each in its own scope, with 2-D matMuls (the fast kind on wasm).
+      const b = Math.floor(g / heads);
+      if (masks === null || (padding !== null && b !== maskBatch)) {
+        if (masks !== null) tf.dispose(masks);
+        masks = fullMasks(length, options.causal === true, padding, b);
+        maskBatch = b;
+      }
+      const [keep, fill] = masks;
+      perHead.push(
+        tf.tidy(() => {
+          const index = tf.tensor1d([g], 'int32');
+          const query = tf.reshape(gatherRowsSummed(qkHeads, index), [length, depth]) as tf.Tensor2D;
+          const value = tf.reshape(gatherRowsSummed(vHeads, index), [length, valueDepth]) as tf.Tensor2D;
+          const keysT = tf.transpose(normaliseKeys(query)) as tf.Tensor2D; // [D, T]
+          const masked = tf.add(tf.mul(tf.matMul(query, keysT), keep), fill) as tf.Tensor2D;
+          const { out } = softmaxAttend(
+            tf.expandDims(masked, 0) as tf.Tensor3D,
+            tf.expandDims(value, 0) as tf.Tensor3D,
+            dropout,
+            options.dropoutSeed === undefined ? undefined : options.dropoutSeed + g,
+          );
+          return out;
+        }),
+      );
     }
-    if (options.mask !== undefined) {
-      const keyPadding = tf.reshape(tf.sub(1, tf.cast(options.mask, 'float32')), [batch, 1, 1, length]);
-      blocked = blocked === null ? keyPadding : tf.maximum(blocked, keyPadding);
-    }
-    const masked = tf.reshape(replaceMasked(logits, self, blocked), [groups, length, length]) as tf.Tensor3D;
-    const { out } = softmaxAttend(
-      masked,
-      tf.reshape(v, [groups, length, valueDepth]),
-      options.dropout ?? 0,
-      options.dropoutSeed,
-    );
-    return tf.reshape(out, [batch, heads, length, valueDepth]) as tf.Tensor4D;
-  });
+    return tf.tidy(() => tf.reshape(tf.concat(perHead, 0), [batch, heads, length, valueDepth]) as tf.Tensor4D);
+  } finally {
+    tf.dispose([...perHead, qkHeads, vHeads]);
+    if (masks !== null) tf.dispose(masks);
+  }
 }
