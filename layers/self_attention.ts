@@ -13,7 +13,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
 import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
 import { fullAttention, lshAttention, resolveLSHSettings, validLength } from '../src/attention.js';
-import { defaultNBuckets, randomRotations, type NBuckets } from '../src/hashing.js';
+import { randomRotations, type HashFamily, type NBuckets } from '../src/hashing.js';
 import { nextSeed, uniformStream, type Uniform } from '../src/random.js';
 import { assertNonNegativeInteger, assertPositiveInteger, assertRate, shapeString } from '../src/validate.js';
 
@@ -51,6 +51,8 @@ export interface LSHSelfAttentionArgs extends SelfAttentionArgs {
   numChunksBefore?: number;
   /** Chunks after its own that each chunk attends to. Default 0. */
   numChunksAfter?: number;
+  /** 'rotation' (the Reformer's angular LSH) or 'simhash' (random hyperplanes; K a power of two). Default 'rotation'. */
+  hashFamily?: HashFamily;
 }
 
 /** Per-call settings the layers expose for recomputation (reversible blocks). */
@@ -246,22 +248,29 @@ export class LSHSelfAttention extends SelfAttentionBase {
   readonly nBuckets: NBuckets | undefined;
   readonly numChunksBefore: number;
   readonly numChunksAfter: number;
+  readonly hashFamily: HashFamily;
 
   constructor(args: LSHSelfAttentionArgs = {}) {
     super(args, 'LSHSelfAttention');
-    const who = 'LSHSelfAttention';
     this.nHashes = args.nHashes ?? 1;
     this.chunkLength = args.chunkLength ?? 64;
     this.numChunksBefore = args.numChunksBefore ?? 1;
     this.numChunksAfter = args.numChunksAfter ?? 0;
     this.nBuckets = args.nBuckets;
+    this.hashFamily = args.hashFamily ?? 'rotation';
     // Validates every setting once, for a length that always fits.
-    resolveLSHSettings(who, validLength(this.chunkLength, this.nHashes, this.chunkLength), 1, {
+    this.settings(validLength(this.chunkLength, this.nHashes, this.chunkLength));
+  }
+
+  /** The core's settings for a (padded) length: one resolution, shared with lshAttention. */
+  private settings(length: number) {
+    return resolveLSHSettings('LSHSelfAttention', length, 1, {
       nHashes: this.nHashes,
       chunkLength: this.chunkLength,
       numChunksBefore: this.numChunksBefore,
       numChunksAfter: this.numChunksAfter,
       nBuckets: this.nBuckets,
+      hashFamily: this.hashFamily,
     });
   }
 
@@ -276,7 +285,7 @@ export class LSHSelfAttention extends SelfAttentionBase {
       v = tf.pad(v, pad4);
       paddedMask = tf.pad(mask ?? tf.ones([batch, length]), [[0, 0], [0, extra]]) as tf.Tensor2D;
     }
-    const nBuckets = this.nBuckets ?? defaultNBuckets(padded, this.chunkLength);
+    const { nBuckets } = this.settings(padded);
     const training = options.training === true;
     // Inference: rotations fixed by the layer's seed. Training: fresh ones each call.
     const seed = training ? this.callSeed(options) : undefined;
@@ -284,6 +293,7 @@ export class LSHSelfAttention extends SelfAttentionBase {
       depth,
       nHashes: this.nHashes,
       nBuckets,
+      hashFamily: this.hashFamily,
       seed: seed === undefined ? `${this.seed}:inference` : `${seed}:rotations`,
     });
     const out = lshAttention(qk, v, {
@@ -294,6 +304,7 @@ export class LSHSelfAttention extends SelfAttentionBase {
       numChunksAfter: this.numChunksAfter,
       causal: this.causal,
       mask: paddedMask ?? undefined,
+      hashFamily: this.hashFamily,
       dropout: training ? this.dropout : 0,
       dropoutSeed: seed,
     });
@@ -306,6 +317,7 @@ export class LSHSelfAttention extends SelfAttentionBase {
       chunkLength: this.chunkLength,
       numChunksBefore: this.numChunksBefore,
       numChunksAfter: this.numChunksAfter,
+      hashFamily: this.hashFamily,
     };
     if (this.nBuckets !== undefined) config.nBuckets = this.nBuckets;
     return { ...super.getConfig(), ...config };

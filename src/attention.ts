@@ -16,6 +16,7 @@ import {
   randomRotations,
   rotationColumns,
   totalBuckets,
+  type HashFamily,
   type NBuckets,
 } from './hashing.js';
 import { guardMemory } from './memory.js';
@@ -75,6 +76,11 @@ export interface LSHAttentionOptions extends AttentionOptions {
   /** Seed of the rotations. Default: fresh randomness on every call. */
   seed?: Seed;
   /**
+   * The hash family: 'rotation' (the Reformer's angular LSH) or 'simhash'
+   * (log2 K random-hyperplane sign bits; K a power of two). Default 'rotation'.
+   */
+  hashFamily?: HashFamily;
+  /**
    * Logit elements per block of chunks: bounds the memory of a call (the
    * result does not depend on it). Default {@link BLOCK_LOGITS} (4M, 16 MiB per tensor).
    */
@@ -88,6 +94,7 @@ export interface ResolvedLSHSettings {
   chunkLength: number;
   numChunksBefore: number;
   numChunksAfter: number;
+  hashFamily: HashFamily;
 }
 
 /** Default chunk length (design §9). */
@@ -116,7 +123,7 @@ export function resolveLSHSettings(
   depth: number,
   options: Pick<
     LSHAttentionOptions,
-    'nBuckets' | 'nHashes' | 'chunkLength' | 'numChunksBefore' | 'numChunksAfter' | 'rotations'
+    'nBuckets' | 'nHashes' | 'chunkLength' | 'numChunksBefore' | 'numChunksAfter' | 'rotations' | 'hashFamily'
   >,
 ): ResolvedLSHSettings {
   const chunkLength = options.chunkLength ?? DEFAULT_CHUNK_LENGTH;
@@ -125,6 +132,10 @@ export function resolveLSHSettings(
   const numChunksAfter = options.numChunksAfter ?? 0;
   assertNonNegativeInteger(who, 'numChunksBefore', numChunksBefore);
   assertNonNegativeInteger(who, 'numChunksAfter', numChunksAfter);
+  const hashFamily = options.hashFamily ?? 'rotation';
+  if (hashFamily !== 'rotation' && hashFamily !== 'simhash') {
+    throw new Error(`${who}: hashFamily must be 'rotation' or 'simhash', got ${JSON.stringify(hashFamily)}`);
+  }
   const rotations = options.rotations;
   let nHashes = options.nHashes ?? (rotations ? rotations.shape[1] : 1);
   assertPositiveInteger(who, 'nHashes', nHashes);
@@ -133,16 +144,20 @@ export function resolveLSHSettings(
     nBuckets = options.nBuckets;
     bucketFactors(who, nBuckets);
   } else if (rotations) {
-    nBuckets = 2 * rotations.shape[2];
+    nBuckets = hashFamily === 'simhash' ? 2 ** rotations.shape[2] : 2 * rotations.shape[2];
+  } else if (hashFamily === 'simhash') {
+    // The default count rounded up to a power of two (SimHash packs log2 K bits).
+    nBuckets = 2 ** Math.ceil(Math.log2(totalBuckets(defaultNBuckets(length, chunkLength))));
   } else {
     nBuckets = defaultNBuckets(length, chunkLength);
   }
+  if (hashFamily === 'simhash') rotationColumns(nBuckets, 'simhash'); // validates a power of two
   if (rotations) {
     assertRank(who, 'rotations', rotations, 3, '[D, R, K/2]');
-    const expected = [depth, nHashes, rotationColumns(nBuckets)];
+    const expected = [depth, nHashes, rotationColumns(nBuckets, hashFamily)];
     if (rotations.shape.some((d, i) => d !== expected[i])) {
       throw new Error(
-        `${who}: rotations must have shape [D, nHashes, ΣK/2] = ${shapeString(expected)} for D=${depth}, ` +
+        `${who}: rotations must have shape [D, nHashes, ${hashFamily === 'simhash' ? 'log2 K' : 'ΣK/2'}] = ${shapeString(expected)} for D=${depth}, ` +
           `nHashes=${nHashes}, nBuckets=${JSON.stringify(nBuckets)}, got ${shapeString(rotations.shape)}`,
       );
     }
@@ -157,7 +172,7 @@ export function resolveLSHSettings(
         `layer, which pads for you`,
     );
   }
-  return { nHashes, nBuckets, chunkLength, numChunksBefore, numChunksAfter };
+  return { nHashes, nBuckets, chunkLength, numChunksBefore, numChunksAfter, hashFamily };
 }
 
 /** Checks qk, v and mask together; returns [B, H, T, D, Dv]. */
@@ -370,7 +385,7 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
   const who = 'lshAttention';
   const [batch, heads, length, depth, valueDepth] = checkInputs(who, qk, v, options);
   const settings = resolveLSHSettings(who, length, depth, options);
-  const { nHashes, nBuckets, chunkLength, numChunksBefore, numChunksAfter } = settings;
+  const { nHashes, nBuckets, chunkLength, numChunksBefore, numChunksAfter, hashFamily } = settings;
   guardMemory(
     who,
     estimateLSHAttentionBytes({ batch, heads, length, depth, valueDepth }, settings),
@@ -388,8 +403,8 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
 
     // 1–2. Hash (int32 [B, H, R, T], padding → bucket K) and sort; the sort goes to the host.
     const [sortedItems, undoSort] = tf.tidy(() => {
-      const rotations = options.rotations ?? randomRotations({ depth, nHashes, nBuckets, seed: options.seed });
-      const buckets = hashBuckets(detach(qk), rotations, { nBuckets, mask: options.mask });
+      const rotations = options.rotations ?? randomRotations({ depth, nHashes, nBuckets, seed: options.seed, hashFamily });
+      const buckets = hashBuckets(detach(qk), rotations, { nBuckets, mask: options.mask, hashFamily });
       const sort = sortItems(buckets, totalBuckets(nBuckets));
       return [sort.sortedItems, sort.undoSort];
     });

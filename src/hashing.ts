@@ -19,6 +19,24 @@ export const FACTORISE_BUCKETS_ABOVE = 128;
 export type NBuckets = number | number[];
 
 /**
+ * How vectors are hashed to buckets:
+ * - 'rotation' (default, the Reformer's): argmax([x·R ; −x·R]) over K/2 random directions.
+ * - 'simhash' (Charikar's random hyperplanes): log2 K sign bits of x·w_b, packed into an integer;
+ *   K must be a power of two.
+ */
+export type HashFamily = 'rotation' | 'simhash';
+
+/** Checks that K = Π Ki is a power of two, as SimHash needs; returns log2 K. */
+function simHashBits(who: string, nBuckets: NBuckets): number {
+  const k = totalBuckets(nBuckets);
+  const bits = Math.round(Math.log2(k));
+  if (2 ** bits !== k) {
+    throw new Error(`${who}: with hashFamily 'simhash', nBuckets must be a power of two, got ${JSON.stringify(nBuckets)}; use e.g. ${2 ** Math.ceil(Math.log2(k))}`);
+  }
+  return bits;
+}
+
+/**
  * Checks and normalises a bucket specification to its list of factors.
  * @throws when a factor is not an even integer ≥ 2.
  */
@@ -42,8 +60,9 @@ export function totalBuckets(nBuckets: NBuckets): number {
   return (Array.isArray(nBuckets) ? nBuckets : [nBuckets]).reduce((a, b) => a * b, 1);
 }
 
-/** Rotation columns per round: Σ Ki/2. */
-export function rotationColumns(nBuckets: NBuckets): number {
+/** Rotation columns per round: Σ Ki/2 (rotation hash), or log2 K (SimHash). */
+export function rotationColumns(nBuckets: NBuckets, hashFamily: HashFamily = 'rotation'): number {
+  if (hashFamily === 'simhash') return simHashBits('rotationColumns', nBuckets);
   return (Array.isArray(nBuckets) ? nBuckets : [nBuckets]).reduce((a, b) => a + b / 2, 0);
 }
 
@@ -78,19 +97,23 @@ export interface RandomRotationsOptions {
   nBuckets: NBuckets;
   /** Seed of the Gaussian draw. Default: fresh entropy (not reproducible). */
   seed?: Seed;
+  /** The hash family the rotations are for. Default 'rotation'. */
+  hashFamily?: HashFamily;
 }
 
 /**
- * I.i.d. N(0, 1) rotations for {@link hashBuckets}, drawn in JavaScript from a
- * seed so they are the same on every backend.
+ * I.i.d. N(0, 1) rotations (or SimHash hyperplanes) for {@link hashBuckets},
+ * drawn in JavaScript from a seed so they are the same on every backend.
  *
- * @returns float32 [D, R, Σ Ki/2].
+ * @returns float32 [D, R, Σ Ki/2] (rotation), or [D, R, log2 K] (SimHash).
  */
 export function randomRotations(options: RandomRotationsOptions): tf.Tensor3D {
   const who = 'randomRotations';
   assertPositiveInteger(who, 'depth', options.depth);
   assertPositiveInteger(who, 'nHashes', options.nHashes);
-  const columns = rotationColumns(bucketFactors(who, options.nBuckets));
+  bucketFactors(who, options.nBuckets);
+  const family = options.hashFamily ?? 'rotation';
+  const columns = family === 'simhash' ? simHashBits(who, options.nBuckets) : rotationColumns(options.nBuckets);
   const values = gaussianArray(options.depth * options.nHashes * columns, uniformStream(options.seed));
   return tf.tensor3d(values, [options.depth, options.nHashes, columns], 'float32');
 }
@@ -104,6 +127,8 @@ export interface HashBucketsOptions {
   nBuckets?: NBuckets;
   /** [B, T], 1 keep, 0 padding: padded positions get the extra bucket K. Default: none. */
   mask?: tf.Tensor2D;
+  /** The hash family. Default 'rotation'. */
+  hashFamily?: HashFamily;
 }
 
 /**
@@ -119,11 +144,14 @@ export function hashBuckets(x: tf.Tensor4D, rotations: tf.Tensor3D, options: Has
   assertRank(who, 'rotations', rotations, 3, '[D, R, K/2]');
   const [batch, heads, length, depth] = x.shape;
   const [rotDepth, nHashes, columns] = rotations.shape;
-  const factors = bucketFactors(who, options.nBuckets ?? 2 * columns);
-  if (rotDepth !== depth || rotationColumns(factors) !== columns) {
+  const family = options.hashFamily ?? 'rotation';
+  const defaultBuckets = family === 'simhash' ? 2 ** columns : 2 * columns;
+  const factors = bucketFactors(who, options.nBuckets ?? defaultBuckets);
+  const expectedColumns = family === 'simhash' ? simHashBits(who, factors) : rotationColumns(factors);
+  if (rotDepth !== depth || expectedColumns !== columns) {
     throw new Error(
-      `${who}: rotations must have shape [D, R, ΣK/2] = [${depth}, R, ${rotationColumns(factors)}] for ` +
-        `x ${shapeString(x.shape)} and nBuckets ${JSON.stringify(options.nBuckets ?? 2 * columns)}, ` +
+      `${who}: rotations must have shape [D, R, ${family === 'simhash' ? 'log2 K' : 'ΣK/2'}] = [${depth}, R, ${expectedColumns}] for ` +
+        `x ${shapeString(x.shape)} and nBuckets ${JSON.stringify(options.nBuckets ?? defaultBuckets)}, ` +
         `got ${shapeString(rotations.shape)}`,
     );
   }
@@ -136,7 +164,14 @@ export function hashBuckets(x: tf.Tensor4D, rotations: tf.Tensor3D, options: Has
     let buckets: tf.Tensor | null = null;
     let offset = 0;
     let radix = 1;
-    for (const k of factors) {
+    if (family === 'simhash') {
+      // Bit b is set where x·w_b > 0; bucket = Σ_b bit_b · 2^b.
+      const bits = tf.cast(tf.greater(perRound, 0), 'int32');
+      const weights = tf.tensor1d(Array.from({ length: columns }, (_, b) => 2 ** b), 'int32');
+      buckets = tf.sum(tf.mul(bits, weights), 1);
+      radix = 2 ** columns;
+    }
+    for (const k of family === 'simhash' ? [] : factors) {
       const block = factors.length === 1 ? perRound : tf.slice(perRound, [0, offset], [-1, k / 2]);
       const factorBucket = tf.argMax(tf.concat([block, tf.neg(block)], 1), 1); // int32 [rows*R]
       const term = radix === 1 ? factorBucket : tf.mul(factorBucket, tf.scalar(radix, 'int32'));

@@ -28,6 +28,7 @@ export {
   rotationColumns,
   totalBuckets,
   type HashBucketsOptions,
+  type HashFamily,
   type NBuckets,
   type RandomRotationsOptions,
 } from './hashing.js';

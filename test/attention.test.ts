@@ -55,14 +55,14 @@ const equivalenceCases: Array<[string, Partial<LSHAttentionOptions>]> = [
 describeBackends('lshAttention equals fullAttention at small T', () => {
   for (const [name, chunking] of equivalenceCases) {
     for (const causal of [false, true]) {
-      for (const padded of [false, true]) {
-        it(`${name}, causal ${causal}, padding ${padded}: forward 1e-5, gradients 1e-4`, () => {
+      for (const [padded, hashFamily] of [[false, 'rotation'], [true, 'rotation'], [false, 'simhash'], [true, 'simhash']] as const) {
+        it(`${name}, causal ${causal}, padding ${padded}, ${hashFamily} hash: forward 1e-5, gradients 1e-4`, () => {
           tf.tidy(() => {
             const qk = randomTensor([B, H, T, D], 1) as tf.Tensor4D;
             const v = randomTensor([B, H, T, DV], 2) as tf.Tensor4D;
             const mask = padded ? paddingMask(11) : undefined;
             const lsh = valueAndGrads(
-              (a, b) => lshAttention(a, b, { ...chunking, nHashes: 1, nBuckets: 8, seed: 5, causal, mask }),
+              (a, b) => lshAttention(a, b, { ...chunking, nHashes: 1, nBuckets: 8, seed: 5, causal, mask, hashFamily }),
               qk,
               v,
               mask,
@@ -118,6 +118,33 @@ describeBackends('LSH properties', () => {
         );
         expect(seen.size).toBeGreaterThan(1);
       }
+    });
+  });
+
+  it('SimHash buckets pack the sign bits of x·w_b', () => {
+    tf.tidy(() => {
+      const x = randomTensor([1, 2, T, D], 42) as tf.Tensor4D;
+      const hyperplanes = randomRotations({ depth: D, nHashes: 2, nBuckets: 16, seed: 5, hashFamily: 'simhash' });
+      expect(hyperplanes.shape).toEqual([D, 2, 4]);
+      const buckets = hashBuckets(x, hyperplanes, { nBuckets: 16, hashFamily: 'simhash' }).arraySync();
+      const xs = x.arraySync();
+      const w = hyperplanes.arraySync();
+      for (let h = 0; h < 2; h++) {
+        for (let r = 0; r < 2; r++) {
+          for (let t = 0; t < T; t++) {
+            let expected = 0;
+            for (let bit = 0; bit < 4; bit++) {
+              let dot = 0;
+              for (let d = 0; d < D; d++) dot += xs[0][h][t][d] * w[d][r][bit];
+              if (dot > 0) expected += 2 ** bit;
+            }
+            expect(buckets[0][h][r][t]).toBe(expected);
+          }
+        }
+      }
+      expect(() => randomRotations({ depth: D, nHashes: 1, nBuckets: 12, hashFamily: 'simhash' })).toThrow(
+        /with hashFamily 'simhash', nBuckets must be a power of two, got 12; use e.g. 16/,
+      );
     });
   });
 

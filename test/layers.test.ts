@@ -48,13 +48,14 @@ describeBackends('layers', () => {
   });
 
   it.each([
-    [16, false, false],
-    [13, true, false],
-    [13, false, true],
-    [16, true, true],
-  ])('T=%i causal %s padding %s: the LSH layer with one chunk equals the full layer sharing its weights', (length, causal, padded) => {
+    [16, false, false, 'rotation'],
+    [13, true, false, 'rotation'],
+    [13, false, true, 'rotation'],
+    [16, true, true, 'rotation'],
+    [13, true, true, 'simhash'],
+  ] as const)('T=%i causal %s padding %s, %s hash: the LSH layer with one chunk equals the full layer sharing its weights', (length, causal, padded, hashFamily) => {
     // One chunk covering the padded length: LSH attention is exact.
-    const lsh = new LSHSelfAttention({ numHeads: HEADS, nHashes: 1, chunkLength: 16, numChunksBefore: 0, causal, useBias: true, seed: 3 });
+    const lsh = new LSHSelfAttention({ numHeads: HEADS, nHashes: 1, chunkLength: 16, numChunksBefore: 0, causal, useBias: true, seed: 3, hashFamily });
     const full = new FullSelfAttention({ numHeads: HEADS, causal, useBias: true, seed: 4 });
     const lshModel = attentionModel(lsh, length, padded);
     const fullModel = attentionModel(full, length, padded);
