@@ -19,6 +19,7 @@ import {
   type HashFamily,
   type NBuckets,
 } from './hashing.js';
+import { batchMatMul } from './batch_matmul.js';
 import { guardMemory } from './memory.js';
 import { sortItems } from './sorting.js';
 import { detach, gatherRowsSummed, permuteRows, stopGradient } from './ops.js';
@@ -228,13 +229,14 @@ function softmaxAttend(
   values: tf.Tensor3D,
   dropout: number,
   dropoutSeed: number | undefined,
+  multiply: (a: tf.Tensor3D, b: tf.Tensor3D) => tf.Tensor3D = (a, b) => tf.matMul(a, b),
 ): { out: tf.Tensor3D; rowMax: tf.Tensor3D; logSum: tf.Tensor3D } {
   const rowMax = stopGradient(tf.max(masked, -1, true)) as tf.Tensor3D;
   const exps = tf.exp(tf.sub(masked, rowMax));
   const sums = tf.sum(exps, -1, true);
   let weights: tf.Tensor3D = tf.div(exps, sums);
   if (dropout > 0) weights = tf.dropout(weights, dropout, undefined, dropoutSeed) as tf.Tensor3D;
-  return { out: tf.matMul(weights, values), rowMax, logSum: tf.log(sums) as tf.Tensor3D };
+  return { out: multiply(weights, values), rowMax, logSum: tf.log(sums) as tf.Tensor3D };
 }
 
 /**
@@ -443,10 +445,11 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
               const queries = tf.reshape(gatherRowsSummed(qkRows, queryRows), [count, chunkLength, depth]);
               const keys = normaliseKeys(tf.reshape(gatherRowsSummed(qkRows, keyRows), [count, window, depth]));
               const values = tf.reshape(gatherRowsSummed(vRows, keyRows), [count, window, valueDepth]) as tf.Tensor3D;
-              const logits = tf.matMul(queries, keys as tf.Tensor3D, false, true); // [n, C, L]
+              // Many small products: batchMatMul (our SIMD kernel on wasm, tf.matMul elsewhere).
+              const logits = batchMatMul(queries as tf.Tensor3D, keys as tf.Tensor3D, false, true); // [n, C, L]
               const shape: [number, number, number] = [count, chunkLength, window];
               const masked = tf.add(tf.mul(logits, tf.tensor3d(block.keep, shape)), tf.tensor3d(block.fill, shape)) as tf.Tensor3D;
-              const { out, rowMax, logSum } = softmaxAttend(masked, values, dropout, seed);
+              const { out, rowMax, logSum } = softmaxAttend(masked, values, dropout, seed, (p, x) => batchMatMul(p, x));
               return tf.concat(
                 [
                   tf.reshape(out, [count * chunkLength, valueDepth]),

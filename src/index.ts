@@ -37,3 +37,4 @@ export { gaussianArray, nextSeed, uniformStream, type Seed, type Uniform } from 
 export { sortItems, type ItemSort } from './sorting.js';
 export { detach, gatherRows, gatherRowsSummed, permuteRows, stopGradient } from './ops.js';
 export { registerWasmKernels } from './wasm_kernels.js';
+export { BATCH_MATMUL_KERNEL_NAME, batchMatMul, registerBatchMatMulKernel } from './batch_matmul.js';
