@@ -425,7 +425,8 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
     let blockIndex = 0;
     for (let g0 = 0; g0 < groups; g0 += plan.groupsPerBatch) {
       const g1 = Math.min(groups, g0 + plan.groupsPerBatch);
-      const packedBlocks: tf.Tensor[] = [];
+      const blockOutputs: tf.Tensor[] = []; // [n·C, Dv] per block, sorted order
+      const blockStats: tf.Tensor[] = []; // [n·C, 2]: row maximum, log-sum
       for (let g = g0; g < g1; g += plan.chunksPerBlock === numChunks ? g1 - g0 : 1) {
         const blockGroups = plan.chunksPerBlock === numChunks ? [g0, g1] : [g, g + 1];
         for (let j0 = 0; j0 < numChunks; j0 += plan.chunksPerBlock) {
@@ -437,8 +438,7 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
           const seed = options.dropoutSeed === undefined ? undefined : options.dropoutSeed + blockIndex;
           // Each block in its own scope: its intermediates are freed as soon as it is done
           // (under a gradient tape, what the backward pass needs is kept by the tape).
-          packedBlocks.push(
-            tf.tidy(() => {
+          const [blockOut, blockStat] = tf.tidy(() => {
               const count = chunks.length;
               const queryRows = tf.tensor1d(block.queryRows, 'int32');
               const keyRows = tf.tensor1d(block.keyRows, 'int32');
@@ -450,40 +450,40 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
               const shape: [number, number, number] = [count, chunkLength, window];
               const masked = tf.add(tf.mul(logits, tf.tensor3d(block.keep, shape)), tf.tensor3d(block.fill, shape)) as tf.Tensor3D;
               const { out, rowMax, logSum } = softmaxAttend(masked, values, dropout, seed, (p, x) => batchMatMul(p, x));
-              return tf.concat(
-                [
-                  tf.reshape(out, [count * chunkLength, valueDepth]),
-                  tf.reshape(rowMax, [count * chunkLength, 1]),
-                  tf.reshape(logSum, [count * chunkLength, 1]),
-                ],
-                1,
-              );
-            }),
-          );
+              return [
+                tf.reshape(out, [count * chunkLength, valueDepth]),
+                tf.reshape(tf.concat([rowMax, logSum], 2), [count * chunkLength, 2]),
+              ];
+          });
+          blockOutputs.push(blockOut);
+          blockStats.push(blockStat);
           blockIndex++;
         }
       }
-      // Sorted order of groups g0..g1 → item order.
+      // Sorted order of groups g0..g1 → position-major item order (g, i, r), so rounds are
+      // combined along the last axis.
       const batchGroups = g1 - g0;
-      const undoRows = new Int32Array(batchGroups * items);
-      const sortedRows = new Int32Array(batchGroups * items);
+      const toItems = new Int32Array(batchGroups * items); // row (g, i, r) ← sorted row
+      const toSorted = new Int32Array(batchGroups * items); // sorted row ← row (g, i, r) (the inverse)
       for (let g = 0; g < batchGroups; g++) {
-        for (let t = 0; t < items; t++) {
-          undoRows[g * items + t] = g * items + host.undo[(g0 + g) * items + t];
-          sortedRows[g * items + t] = g * items + host.sorted[(g0 + g) * items + t];
+        const base = g * items;
+        for (let p = 0; p < items; p++) {
+          const item = host.sorted[(g0 + g) * items + p]; // r·T + i
+          const target = base + (item % length) * nHashes + Math.floor(item / length);
+          toItems[target] = base + p;
+          toSorted[base + p] = target;
         }
       }
       outputs.push(
         tf.tidy(() => {
-          const packed = (packedBlocks.length === 1 ? packedBlocks[0] : concatMany(packedBlocks)) as tf.Tensor2D;
-          const unsorted = tf.reshape(
-            permuteRows(packed, tf.tensor1d(undoRows, 'int32'), tf.tensor1d(sortedRows, 'int32')),
-            [batchGroups, nHashes, length, valueDepth + 2],
-          );
-          return combineRounds(unsorted, valueDepth);
+          const toItemsT = tf.tensor1d(toItems, 'int32');
+          const toSortedT = tf.tensor1d(toSorted, 'int32');
+          const unsort = (blocks: tf.Tensor[]) =>
+            permuteRows((blocks.length === 1 ? blocks[0] : concatMany(blocks)) as tf.Tensor2D, toItemsT, toSortedT);
+          return combineRounds(unsort(blockOutputs), unsort(blockStats), batchGroups * length, nHashes, valueDepth);
         }),
       );
-      tf.dispose(packedBlocks);
+      tf.dispose([...blockOutputs, ...blockStats]);
     }
     const combined = outputs.length === 1 ? outputs[0] : concatMany(outputs);
     return tf.reshape(combined, [batch, heads, length, valueDepth]) as tf.Tensor4D;
@@ -491,18 +491,22 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
 }
 
 /**
- * Combines rounds: [G, R, T, Dv + 2] (outputs, row maximum, log of the
- * shifted sum) → [G, T, Dv], weighting round r by exp(lse_r − logsumexp_r),
- * computed on differences of the maxima so float32 keeps its precision.
+ * Combines rounds: outputs [P·R, Dv] and (row maximum, log-sum) [P·R, 2] of
+ * P = G·T positions, rounds last → [P, Dv], weighting round r by
+ * exp(lse_r − logsumexp_r(lse)), computed on differences of the maxima so
+ * float32 keeps its precision (design §5).
  */
-function combineRounds(unsorted: tf.Tensor, valueDepth: number): tf.Tensor {
-  const roundOut = tf.slice(unsorted, [0, 0, 0, 0], [-1, -1, -1, valueDepth]);
-  if (unsorted.shape[1] === 1) return tf.squeeze(roundOut, [1]);
-  const roundMax = tf.slice(unsorted, [0, 0, 0, valueDepth], [-1, -1, -1, 1]);
-  const roundLogSum = tf.slice(unsorted, [0, 0, 0, valueDepth + 1], [-1, -1, -1, 1]);
-  const relative = tf.add(tf.sub(roundMax, tf.max(roundMax, 1, true)), roundLogSum);
+function combineRounds(outputs: tf.Tensor2D, stats: tf.Tensor2D, positions: number, nHashes: number, valueDepth: number): tf.Tensor {
+  if (nHashes === 1) return outputs;
+  const [roundMax, roundLogSum] = tf.split(tf.reshape(stats, [positions, nHashes, 2]), 2, 2).map((t) => tf.reshape(t, [positions, nHashes]));
+  const relative = tf.add(tf.sub(roundMax, tf.max(roundMax, 1, true)), roundLogSum); // [P, R]
   const roundWeights = tf.exp(tf.sub(relative, tf.logSumExp(relative, 1, true)));
-  return tf.sum(tf.mul(roundOut, roundWeights), 1);
+  // [P, 1, R]·[P, R, Dv] → [P, 1, Dv]: the weighted sum as many small products.
+  const weighted = batchMatMul(
+    tf.reshape(roundWeights, [positions, 1, nHashes]) as tf.Tensor3D,
+    tf.reshape(outputs, [positions, nHashes, valueDepth]) as tf.Tensor3D,
+  );
+  return tf.reshape(weighted, [positions, valueDepth]);
 }
 
 /** Concatenates many tensors along axis 0 in groups (one concat of thousands overflows the call stack). */

@@ -158,26 +158,34 @@ export function hashBuckets(x: tf.Tensor4D, rotations: tf.Tensor3D, options: Has
   if (options.mask !== undefined) checkMask(who, options.mask, batch, length);
   return tf.tidy(() => {
     const rows = batch * heads * length;
-    // [B*H*T, R*cols]: one 2-D matMul (the fast kind on every backend).
-    const projected = tf.matMul(tf.reshape(x, [rows, depth]), tf.reshape(rotations, [depth, nHashes * columns]));
-    const perRound = tf.reshape(projected, [rows * nHashes, columns]);
+    const x2d = tf.reshape(x, [rows, depth]);
     let buckets: tf.Tensor | null = null;
-    let offset = 0;
     let radix = 1;
     if (family === 'simhash') {
-      // Bit b is set where x·w_b > 0; bucket = Σ_b bit_b · 2^b.
-      const bits = tf.cast(tf.greater(perRound, 0), 'int32');
+      // [B·H·T, R·bits]: one 2-D matMul. Bit b is set where x·w_b > 0; bucket = Σ_b bit_b · 2^b.
+      const projected = tf.reshape(tf.matMul(x2d, tf.reshape(rotations, [depth, nHashes * columns])), [rows * nHashes, columns]);
+      const bits = tf.cast(tf.greater(projected, 0), 'int32');
       const weights = tf.tensor1d(Array.from({ length: columns }, (_, b) => 2 ** b), 'int32');
       buckets = tf.sum(tf.mul(bits, weights), 1);
       radix = 2 ** columns;
-    }
-    for (const k of family === 'simhash' ? [] : factors) {
-      const block = factors.length === 1 ? perRound : tf.slice(perRound, [0, offset], [-1, k / 2]);
-      const factorBucket = tf.argMax(tf.concat([block, tf.neg(block)], 1), 1); // int32 [rows*R]
-      const term = radix === 1 ? factorBucket : tf.mul(factorBucket, tf.scalar(radix, 'int32'));
-      buckets = buckets === null ? term : tf.add(buckets, term);
-      offset += k / 2;
-      radix *= k;
+    } else {
+      let offset = 0;
+      for (const k of factors) {
+        // This factor's block of rotations (a small slice), one 2-D matMul: [B·H·T·R, K/2].
+        const block = factors.length === 1 ? rotations : tf.slice(rotations, [0, 0, offset], [-1, -1, k / 2]);
+        const projected = tf.reshape(tf.matMul(x2d, tf.reshape(block, [depth, nHashes * (k / 2)])), [rows * nHashes, k / 2]);
+        // argmax over [p ; −p] without building it: the first half wins ties, as argmax's first index does.
+        const positiveWins = tf.greaterEqual(tf.max(projected, 1), tf.neg(tf.min(projected, 1)));
+        const factorBucket = tf.where(
+          positiveWins,
+          tf.argMax(projected, 1),
+          tf.add(tf.argMin(projected, 1), tf.scalar(k / 2, 'int32')),
+        );
+        const term = radix === 1 ? factorBucket : tf.mul(factorBucket, tf.scalar(radix, 'int32'));
+        buckets = buckets === null ? term : tf.add(buckets, term);
+        offset += k / 2;
+        radix *= k;
+      }
     }
     // [B, H, T, R] → [B, H, R, T]
     let result = tf.transpose(tf.reshape(buckets as tf.Tensor, [batch, heads, length, nHashes]), [0, 1, 3, 2]);
