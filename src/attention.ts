@@ -21,7 +21,7 @@ import {
 } from './hashing.js';
 import { batchMatMul } from './batch_matmul.js';
 import { guardMemory } from './memory.js';
-import { sortItems } from './sorting.js';
+import { sortItemsOnHost } from './sorting.js';
 import { detach, gatherRowsSummed, permuteRows, stopGradient } from './ops.js';
 import type { Seed } from './random.js';
 import {
@@ -404,15 +404,13 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
     const window = chunkLength * (1 + numChunksBefore + numChunksAfter); // L
 
     // 1–2. Hash (int32 [B, H, R, T], padding → bucket K) and sort; the sort goes to the host.
-    const [sortedItems, undoSort] = tf.tidy(() => {
+    const buckets = tf.tidy(() => {
       const rotations = options.rotations ?? randomRotations({ depth, nHashes, nBuckets, seed: options.seed, hashFamily });
-      const buckets = hashBuckets(detach(qk), rotations, { nBuckets, mask: options.mask, hashFamily });
-      const sort = sortItems(buckets, totalBuckets(nBuckets));
-      return [sort.sortedItems, sort.undoSort];
+      return hashBuckets(detach(qk), rotations, { nBuckets, mask: options.mask, hashFamily });
     });
+    // The sort is integer work: a counting sort on the host (the same order as sortItems).
     const host: HostSort = {
-      sorted: sortedItems.dataSync() as Int32Array,
-      undo: undoSort.dataSync() as Int32Array,
+      ...sortItemsOnHost(buckets.dataSync() as Int32Array, groups, nHashes, length, totalBuckets(nBuckets)),
       padding: options.mask ? (options.mask.dataSync() as Float32Array) : null,
     };
     const dims = { heads, length, items, numChunks, chunkLength, before: numChunksBefore, after: numChunksAfter };

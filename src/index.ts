@@ -34,7 +34,7 @@ export {
 } from './hashing.js';
 export { availableBytes, formatBytes, guardMemory, WASM_HEAP_LIMIT_BYTES, DEFAULT_LIMIT_BYTES } from './memory.js';
 export { gaussianArray, nextSeed, uniformStream, type Seed, type Uniform } from './random.js';
-export { sortItems, type ItemSort } from './sorting.js';
+export { sortItems, sortItemsOnHost, type ItemSort } from './sorting.js';
 export { detach, gatherRows, gatherRowsSummed, permuteRows, stopGradient } from './ops.js';
 export { registerWasmKernels } from './wasm_kernels.js';
 export { BATCH_MATMUL_KERNEL_NAME, batchMatMul, registerBatchMatMulKernel } from './batch_matmul.js';

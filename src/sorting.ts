@@ -50,3 +50,39 @@ export function sortItems(buckets: tf.Tensor4D, numBuckets: number): ItemSort {
     };
   });
 }
+
+/**
+ * The same sort as {@link sortItems}, on the host: a stable counting sort of
+ * each group's R·T items by bucket + r·(K+1), O(R·T + R·K) per group.
+ *
+ * @param buckets [G·R·T] bucket ids (group-major, then round, then position), in [0, K].
+ * @returns sorted and undo, each [G·R·T], per group as sortItems returns them.
+ */
+export function sortItemsOnHost(
+  buckets: Int32Array,
+  groups: number,
+  nHashes: number,
+  length: number,
+  numBuckets: number,
+): { sorted: Int32Array; undo: Int32Array } {
+  const items = nHashes * length;
+  if (buckets.length !== groups * items) {
+    throw new Error(`sortItemsOnHost: expected ${groups}·${items} bucket ids, got ${buckets.length}`);
+  }
+  const keys = nHashes * (numBuckets + 1);
+  const sorted = new Int32Array(groups * items);
+  const undo = new Int32Array(groups * items);
+  const starts = new Int32Array(keys + 1);
+  for (let g = 0; g < groups; g++) {
+    const base = g * items;
+    starts.fill(0);
+    for (let t = 0; t < items; t++) starts[Math.floor(t / length) * (numBuckets + 1) + buckets[base + t] + 1]++;
+    for (let key = 0; key < keys; key++) starts[key + 1] += starts[key];
+    for (let t = 0; t < items; t++) {
+      const place = starts[Math.floor(t / length) * (numBuckets + 1) + buckets[base + t]]++;
+      sorted[base + place] = t;
+      undo[base + t] = place;
+    }
+  }
+  return { sorted, undo };
+}

@@ -11,6 +11,7 @@ import {
   lshAttention,
   randomRotations,
   sortItems,
+  sortItemsOnHost,
   type LSHAttentionOptions,
 } from '../src/index.js';
 import { describeBackends, expectNoLeaks, expectTensorsClose, maxAbsDiff, randomTensor } from './helpers.js';
@@ -176,6 +177,10 @@ describeBackends('LSH properties', () => {
         }
         sorted.forEach((item, place) => expect(undoRows[g][item]).toBe(place));
       });
+      // The host counting sort gives the same order.
+      const host = sortItemsOnHost(buckets.dataSync() as Int32Array, B * H, 3, T, 4);
+      expect(Array.from(host.sorted)).toEqual(sortedRows.flat());
+      expect(Array.from(host.undo)).toEqual(undoRows.flat());
     });
   });
 
