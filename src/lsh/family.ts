@@ -1,0 +1,183 @@
+/**
+ * What every hash family gives an {@link LSHIndex}, and the checks they share.
+ *
+ * Legend (hashing library): N vectors, D vector size, L tables, b bits per
+ * key, M digits per key, A values per digit, p anchors, Q queries, k
+ * neighbours. A table's key is M digits in base A, key = Σ_j digit_j · A^j:
+ * SimHash and KLSH keys are b bits (M = b, A = 2); a rotation-hash key is m
+ * cross-polytope buckets (M = m, A = K).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Seed } from '../random.js';
+import { assertRank, shapeString } from '../validate.js';
+import { describeValue } from './encoding.js';
+import type { KernelJSON } from './kernels.js';
+
+/** The hash families of this library. */
+export type FamilyKind = 'simhash' | 'rotation' | 'klsh';
+
+/** Largest key width: keys are int32 tensors and JavaScript integers. */
+export const MAX_KEY_BITS = 30;
+
+/**
+ * A family of L hash functions (one per table) over D-dimensional vectors,
+ * batched over tensors. Implemented by {@link SimHash}, {@link RotationHash}
+ * and {@link KernelizedLSH}.
+ */
+export interface HashFamily {
+  /** Which family (for saving and loading). */
+  readonly kind: FamilyKind;
+  /** D, the size of the hashed vectors. */
+  readonly dim: number;
+  /** L, the number of tables (independent keys per vector). */
+  readonly nTables: number;
+  /** M, digits per key. */
+  readonly digitsPerKey: number;
+  /** A, values per digit (2 for sign bits, K for a rotation hash). */
+  readonly digitBase: number;
+  /** log2 of the number of possible keys per table (M · log2 A). */
+  readonly keyBits: number;
+  /** The seed everything random in the family was drawn from. */
+  readonly seed: Seed;
+  /**
+   * Keys of the vectors in every table.
+   * @param x float32 [N, D].
+   * @returns int32 [N, L], each in [0, A^M).
+   */
+  hash(x: tf.Tensor2D): tf.Tensor2D;
+  /**
+   * Per-digit scores for multi-probe: a digit is the argmax of its A scores,
+   * and the cost of moving it to another value a is (max − score_a)². Scores
+   * are on one scale within a family, so costs compare across tables.
+   * @param x float32 [N, D].
+   * @returns float32 [N, L, M, A].
+   */
+  digitScores(x: tf.Tensor2D): tf.Tensor4D;
+  /** The family as plain JSON (with its seed and any fitted arrays). */
+  toJSON(): HashFamilyJSON;
+  /** Frees the family's tensors. */
+  dispose(): void;
+}
+
+/** Saved {@link SimHash}. */
+export interface SimHashJSON {
+  kind: 'simhash';
+  dim: number;
+  nBits: number;
+  nTables: number;
+  seed: Seed;
+}
+
+/** Saved {@link RotationHash}. */
+export interface RotationHashJSON {
+  kind: 'rotation';
+  dim: number;
+  nBuckets: number;
+  hashesPerTable: number;
+  nTables: number;
+  seed: Seed;
+}
+
+/** Saved {@link KernelizedLSH}: its settings and fitted arrays (base64 float32, little-endian). */
+export interface KernelizedLSHJSON {
+  kind: 'klsh';
+  dim: number;
+  nBits: number;
+  nTables: number;
+  nAnchors: number;
+  subsetSize: number;
+  eigenvalueCutoff: number;
+  seed: Seed;
+  kernel: KernelJSON;
+  /** Eigenvalues kept in K^(-1/2). */
+  rank: number;
+  /** [p, D] */
+  anchors: string;
+  /** [p, L·b] */
+  weights: string;
+  /** [p]: mean over anchors j of k(x_j, x_i). */
+  anchorMeans: string;
+  /** Mean of the anchor kernel matrix. */
+  grandMean: number;
+  /** [L·b]: standard deviation of each bit's projection over the anchors. */
+  bitScales: string;
+}
+
+/** Any saved family. */
+export type HashFamilyJSON = SimHashJSON | RotationHashJSON | KernelizedLSHJSON;
+
+/**
+ * Checks a batch of vectors: a float32 tensor of rank 2 with D columns.
+ * @throws `${who}: ${what} must …, got …` with the fix.
+ */
+export function checkVectors(who: string, what: string, x: unknown, dim?: number): asserts x is tf.Tensor2D {
+  if (!(x instanceof tf.Tensor)) {
+    throw new Error(
+      `${who}: ${what} must be a float32 tf.Tensor2D [N, D], got ${describeValue(x)}; wrap rows with tf.tensor2d(rows)`,
+    );
+  }
+  assertRank(who, what, x, 2, '[N, D]');
+  if (x.dtype !== 'float32') {
+    throw new Error(`${who}: ${what} must be float32, got ${x.dtype}; cast it with tf.cast(x, 'float32')`);
+  }
+  if (dim !== undefined && x.shape[1] !== dim) {
+    throw new Error(
+      `${who}: ${what} must have D = ${dim} columns (the size the family was built for), got shape ${shapeString(x.shape)}`,
+    );
+  }
+}
+
+/** Throws unless `value` is an integer in [min, max]. */
+export function assertIntegerIn(who: string, what: string, value: unknown, min: number, max: number): asserts value is number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new Error(`${who}: ${what} must be an integer in [${min}, ${max}], got ${describeValue(value)}`);
+  }
+}
+
+/** Throws unless the seed is a string or a finite number (what can be saved). */
+export function assertSeed(who: string, seed: unknown): asserts seed is Seed | undefined {
+  if (seed !== undefined && typeof seed !== 'string' && !(typeof seed === 'number' && Number.isFinite(seed))) {
+    throw new Error(`${who}: seed must be a string or a finite number, got ${describeValue(seed)}`);
+  }
+}
+
+/**
+ * Sign bits and keys from projections: bit = 1 when the projection is > 0,
+ * key = Σ_j bit_j · 2^j over each table's b bits.
+ * @param projections float32 [N, L·b].
+ * @returns bits int32 [N, L, b] and keys int32 [N, L].
+ */
+export function signBitsAndKeys(
+  projections: tf.Tensor2D,
+  nTables: number,
+  nBits: number,
+): { bits: tf.Tensor3D; keys: tf.Tensor2D } {
+  return tf.tidy(() => {
+    const n = projections.shape[0];
+    const bits = tf.reshape(tf.cast(tf.greater(projections, 0), 'int32'), [n, nTables, nBits]) as tf.Tensor3D;
+    const powers = tf.tensor1d(
+      Array.from({ length: nBits }, (_, j) => 2 ** j),
+      'int32',
+    );
+    const keys = tf.sum(tf.mul(bits, powers), 2) as tf.Tensor2D; // [N, L]
+    return { bits, keys };
+  });
+}
+
+/**
+ * Sign-bit digit scores for multi-probe: [−s, s] per bit, so the argmax is
+ * the bit and flipping it costs (2s)².
+ * @param scaled float32 [N, L·b]: projections on a common scale.
+ * @returns float32 [N, L, b, 2].
+ */
+export function signDigitScores(scaled: tf.Tensor2D, nTables: number, nBits: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const s = tf.reshape(scaled, [scaled.shape[0], nTables, nBits, 1]);
+    return tf.concat([tf.neg(s), s], 3) as tf.Tensor4D;
+  });
+}
+
+/** An empty int32 [0, L] or float32 [0, …] result for an empty batch. */
+export function emptyRows<R extends tf.Rank>(shape: number[], dtype: 'int32' | 'float32'): tf.Tensor<R> {
+  return tf.zeros(shape as tf.ShapeMap[R], dtype);
+}
