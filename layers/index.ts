@@ -12,3 +12,43 @@ export {
   type LSHSelfAttentionArgs,
   type SelfAttentionArgs,
 } from './self_attention.js';
+export {
+  ChunkedFeedForward,
+  chunkedFeedForward,
+  mapPositionChunks,
+  positionDropoutScales,
+  type ChunkedFeedForwardArgs,
+  type FeedForwardActivation,
+  type FeedForwardOptions,
+  type FeedForwardSliceOptions,
+} from './chunked_feed_forward.js';
+export {
+  AxialPositionEmbedding,
+  PositionEmbedding,
+  axialPositionEmbedding,
+  positionEmbedding,
+  type AxialCombine,
+  type AxialPositionEmbeddingArgs,
+  type PositionEmbeddingArgs,
+} from './position_embeddings.js';
+export {
+  LAYER_NORM_EPSILON,
+  ReversibleStack,
+  reversibleStack,
+  type ReversibleBlock,
+  type ReversibleCombine,
+  type ReversibleStackArgs,
+  type ReversibleStackOptions,
+} from './reversible.js';
+export {
+  attentionLayers,
+  generate,
+  lmLoss,
+  nextTokenData,
+  reformerLM,
+  setNHashes,
+  type AttentionKind,
+  type GenerateOptions,
+  type PositionEmbeddingKind,
+  type ReformerLMArgs,
+} from './lm.js';

@@ -1,0 +1,311 @@
+/**
+ * A causal Reformer language model assembled from the building blocks:
+ *
+ *     tokens [B, T] → embedding → position embedding (learned or axial)
+ *       → reversible blocks (LSH or full attention per block, chunked feed-forward)
+ *       → layer norm → dense → logits [B, T, V]
+ *
+ * {@link reformerLM} returns an ordinary `tf.LayersModel`: compile it with
+ * {@link lmLoss}, train it with `model.fit`, save and load it with
+ * `fileSystem(dir)` and `tf.loadLayersModel`. {@link generate} continues
+ * prompts greedily or by sampling; {@link setNHashes} changes the hash rounds
+ * of every LSH layer (evaluate with more rounds than you trained with).
+ *
+ * Legend: B batch, T length, V vocabulary size, M model size.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import type { NBuckets } from '../src/hashing.js';
+import { nextSeed, uniformStream } from '../src/random.js';
+import { assertNonNegativeInteger, assertPositiveInteger, assertRate } from '../src/validate.js';
+import { ChunkedFeedForward, type FeedForwardActivation } from './chunked_feed_forward.js';
+import { AxialPositionEmbedding, PositionEmbedding } from './position_embeddings.js';
+import { ReversibleStack } from './reversible.js';
+import { FullSelfAttention, LSHSelfAttention, type SelfAttentionBase } from './self_attention.js';
+
+/** The attention of one block. */
+export type AttentionKind = 'lsh' | 'full';
+
+/** The position embedding of a {@link reformerLM}. */
+export type PositionEmbeddingKind = 'learned' | 'axial';
+
+/** Arguments of {@link reformerLM}. */
+export interface ReformerLMArgs {
+  /** V, the number of token ids (0 … V − 1). Required. */
+  vocabSize: number;
+  /** The longest input (the position embedding's size; {@link generate} keeps this many tokens of context). Required. */
+  maxLength: number;
+  /** M, the model size. Default 64. */
+  modelSize?: number;
+  /** The number of reversible blocks. Default: the length of `attention` if it is an array, else 2. */
+  numLayers?: number;
+  /** The attention of every block ('lsh' or 'full'), or one per block. Default 'lsh'. */
+  attention?: AttentionKind | AttentionKind[];
+  /** Heads per attention layer. Default 4. */
+  numHeads?: number;
+  /** Size of each head. Default M / numHeads. */
+  headDim?: number;
+  /** LSH hash rounds (training; see {@link setNHashes} for evaluation). Default 1. */
+  nHashes?: number;
+  /** LSH chunk length. Default 64. */
+  chunkLength?: number;
+  /** LSH buckets. Default: per input length. */
+  nBuckets?: NBuckets;
+  /** LSH chunks before its own that each chunk attends to. Default 1. */
+  numChunksBefore?: number;
+  /** LSH chunks after its own that each chunk attends to. Default 0. */
+  numChunksAfter?: number;
+  /** Dropout on the attention weights in training. Default 0. */
+  attentionDropout?: number;
+  /** Hidden size of the feed-forward. Default 4·M. */
+  feedForwardUnits?: number;
+  /** Positions per feed-forward slice. Default: all at once. */
+  feedForwardChunkLength?: number;
+  /** Dropout on the feed-forward's hidden activations in training. Default 0. */
+  feedForwardDropout?: number;
+  /** The feed-forward's activation. Default 'gelu'. */
+  activation?: FeedForwardActivation;
+  /** 'learned' ([maxLength, M] table) or 'axial' (two factors, see `axialShape`); initialised N(0, 1) like the token embedding. Default 'learned'. */
+  positionEmbedding?: PositionEmbeddingKind;
+  /** [d1, d2] of the axial embedding, d1·d2 = maxLength. Default: the two factors closest to √maxLength. */
+  axialShape?: [number, number];
+  /** Recompute activations in the backward pass (memory independent of depth). Default true. */
+  reversible?: boolean;
+  /** Seed of every initialiser, rotation and dropout mask. Default: drawn once. */
+  seed?: number;
+  /** The model's name. Default: tfjs-layers' automatic one. */
+  name?: string;
+}
+
+/** The two factors of n closest to √n, smaller first. */
+function squareFactors(n: number): [number, number] {
+  let d1 = Math.floor(Math.sqrt(n));
+  while (n % d1 !== 0) d1--;
+  return [d1, n / d1];
+}
+
+/**
+ * A causal Reformer language model: tokens int32 [B, T] (T ≤ maxLength) →
+ * logits [B, T, V], position t predicting token t + 1.
+ *
+ * ```ts
+ * const model = reformerLM({ vocabSize: 256, maxLength: 1024, modelSize: 128, numLayers: 4,
+ *   attention: ['lsh', 'lsh', 'full', 'lsh'], nHashes: 2, chunkLength: 64,
+ *   positionEmbedding: 'axial', axialShape: [32, 32], seed: 1 });
+ * model.compile({ optimizer: tf.train.adam(1e-3), loss: lmLoss });
+ * ```
+ */
+export function reformerLM(args: ReformerLMArgs): tfl.LayersModel {
+  const who = 'reformerLM';
+  assertPositiveInteger(who, 'vocabSize', args.vocabSize);
+  assertPositiveInteger(who, 'maxLength', args.maxLength);
+  const modelSize = args.modelSize ?? 64;
+  assertPositiveInteger(who, 'modelSize', modelSize);
+  const kinds = args.attention ?? 'lsh';
+  const numLayers = args.numLayers ?? (Array.isArray(kinds) ? kinds.length : 2);
+  assertPositiveInteger(who, 'numLayers', numLayers);
+  const perLayer = Array.isArray(kinds) ? kinds : Array.from({ length: numLayers }, () => kinds);
+  if (perLayer.length !== numLayers) {
+    throw new Error(`${who}: attention has ${perLayer.length} entries but numLayers is ${numLayers}; give one kind per block`);
+  }
+  perLayer.forEach((kind, i) => {
+    if (kind !== 'lsh' && kind !== 'full') throw new Error(`${who}: attention[${i}] must be 'lsh' or 'full', got ${String(kind)}`);
+  });
+  if (args.attentionDropout !== undefined) assertRate(who, 'attentionDropout', args.attentionDropout);
+  const seed = args.seed ?? Math.floor(Math.random() * 0x7fffffff);
+  assertNonNegativeInteger(who, 'seed', seed);
+  const seeds = uniformStream(`${seed}:reformerLM`);
+
+  const common = { numHeads: args.numHeads ?? 4, headDim: args.headDim, causal: true, dropout: args.attentionDropout ?? 0 };
+  const blocks = perLayer.map((kind) => ({
+    attention:
+      kind === 'lsh'
+        ? new LSHSelfAttention({
+            ...common,
+            nHashes: args.nHashes,
+            chunkLength: args.chunkLength,
+            nBuckets: args.nBuckets,
+            numChunksBefore: args.numChunksBefore,
+            numChunksAfter: args.numChunksAfter,
+            seed: nextSeed(seeds),
+          })
+        : new FullSelfAttention({ ...common, seed: nextSeed(seeds) }),
+    feedForward: new ChunkedFeedForward({
+      units: args.feedForwardUnits,
+      chunkLength: args.feedForwardChunkLength,
+      dropout: args.feedForwardDropout,
+      activation: args.activation ?? 'gelu',
+      seed: nextSeed(seeds),
+    }),
+  }));
+
+  const positionKind = args.positionEmbedding ?? 'learned';
+  let positions: tfl.layers.Layer;
+  if (positionKind === 'learned') {
+    positions = new PositionEmbedding({ maxLength: args.maxLength, stddev: 1, seed: nextSeed(seeds) });
+  } else if (positionKind === 'axial') {
+    const axialShape = args.axialShape ?? squareFactors(args.maxLength);
+    if (axialShape[0] * axialShape[1] !== args.maxLength) {
+      throw new Error(`${who}: axialShape [${axialShape.join(', ')}] must multiply to maxLength ${args.maxLength}`);
+    }
+    positions = new AxialPositionEmbedding({ axialShape, stddev: 1, seed: nextSeed(seeds) });
+  } else {
+    throw new Error(`${who}: positionEmbedding must be 'learned' or 'axial', got ${String(positionKind)}`);
+  }
+
+  const tokens = tfl.input({ shape: [null], dtype: 'int32', name: args.name === undefined ? undefined : `${args.name}_tokens` });
+  const embedded = tfl.layers
+    .embedding({
+      inputDim: args.vocabSize,
+      outputDim: modelSize,
+      embeddingsInitializer: tfl.initializers.randomNormal({ mean: 0, stddev: 1, seed: nextSeed(seeds) }),
+    })
+    .apply(tokens) as tfl.SymbolicTensor;
+  const stack = new ReversibleStack({ blocks, reversible: args.reversible, seed: nextSeed(seeds) });
+  const hidden = stack.apply(positions.apply(embedded)) as tfl.SymbolicTensor; // [B, T, 2M]
+  const normed = tfl.layers.layerNormalization({ epsilon: 1e-6 }).apply(hidden) as tfl.SymbolicTensor;
+  const logits = tfl.layers
+    .dense({ units: args.vocabSize, kernelInitializer: tfl.initializers.glorotUniform({ seed: nextSeed(seeds) }) })
+    .apply(normed) as tfl.SymbolicTensor;
+  return tfl.model({ inputs: tokens, outputs: logits, name: args.name });
+}
+
+/**
+ * Next-token cross-entropy from logits, per position (a `loss` for
+ * `model.compile`). `yTrue` is one-hot [B, T, V] (the shape `model.fit`
+ * accepts for a [B, T, V] output) or token ids [B, T] / [B, T, 1] (for
+ * custom training loops).
+ *
+ * @returns [B, T]
+ */
+export function lmLoss(yTrue: tf.Tensor, logits: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const vocab = logits.shape[logits.rank - 1];
+    const isOneHot = yTrue.rank === logits.rank && yTrue.shape[yTrue.rank - 1] === vocab && vocab > 1;
+    const targets = isOneHot
+      ? tf.cast(yTrue, 'float32')
+      : tf.oneHot(tf.cast(tf.reshape(yTrue, logits.shape.slice(0, -1)), 'int32'), vocab);
+    return tf.neg(tf.sum(tf.mul(targets, tf.logSoftmax(logits)), -1));
+  });
+}
+
+/**
+ * Inputs and one-hot targets for next-token training from token sequences
+ * of one length L: inputs int32 [N, L − 1] (all but the last token), targets
+ * float32 [N, L − 1, V] (all but the first).
+ */
+export function nextTokenData(sequences: number[][], vocabSize: number): { inputs: tf.Tensor2D; targets: tf.Tensor3D } {
+  const who = 'nextTokenData';
+  assertPositiveInteger(who, 'vocabSize', vocabSize);
+  const length = sequences[0]?.length ?? 0;
+  if (length < 2 || sequences.some((s) => s.length !== length)) {
+    throw new Error(`${who}: sequences must all have the same length ≥ 2, got lengths ${sequences.map((s) => s.length).join(', ')}`);
+  }
+  return tf.tidy(() => {
+    const ids = tf.tensor2d(sequences, [sequences.length, length], 'int32');
+    const inputs = tf.slice(ids, [0, 0], [-1, length - 1]) as tf.Tensor2D;
+    const targets = tf.oneHot(tf.slice(ids, [0, 1], [-1, length - 1]) as tf.Tensor2D, vocabSize) as tf.Tensor3D;
+    return { inputs, targets: tf.cast(targets, 'float32') as tf.Tensor3D };
+  });
+}
+
+/** Options of {@link generate}. */
+export interface GenerateOptions {
+  /** Tokens to add to each prompt. Required. */
+  steps: number;
+  /** 0: greedy (the most likely token). > 0: sample from softmax(logits / temperature). Default 0. */
+  temperature?: number;
+  /** Seed of the sampling: the same seed, the same continuation. Default: fresh randomness. */
+  seed?: number;
+  /** The most recent tokens fed to the model at each step. Default: the model's position-embedding length (else all). */
+  contextLength?: number;
+}
+
+/** The layers of a model, nested models and reversible stacks opened up. */
+function allLayers(model: tfl.LayersModel | tfl.layers.Layer): tfl.layers.Layer[] {
+  if (model instanceof tfl.LayersModel) return model.layers.flatMap((layer) => allLayers(layer));
+  if (model instanceof ReversibleStack) return [model, ...model.blocks.flatMap((b) => [b.attention, b.feedForward])];
+  return [model];
+}
+
+/** The input length a model's position embedding covers, or undefined. */
+function positionLength(model: tfl.LayersModel): number | undefined {
+  for (const layer of allLayers(model)) {
+    if (layer instanceof PositionEmbedding || layer instanceof AxialPositionEmbedding) return layer.maxLength;
+  }
+  return undefined;
+}
+
+/**
+ * Continues each prompt by `steps` tokens, one model call per token (the
+ * whole context each time). Prompts must have one length ≥ 1.
+ *
+ * @returns prompt + continuation, for each prompt
+ */
+export async function generate(model: tfl.LayersModel, prompts: number[][], options: GenerateOptions): Promise<number[][]> {
+  const who = 'generate';
+  assertNonNegativeInteger(who, 'steps', options.steps);
+  const temperature = options.temperature ?? 0;
+  if (!(temperature >= 0)) throw new Error(`${who}: temperature must be ≥ 0 (0 for greedy), got ${String(options.temperature)}`);
+  const length = prompts[0]?.length ?? 0;
+  if (length < 1 || prompts.some((p) => p.length !== length)) {
+    throw new Error(`${who}: prompts must be a non-empty list of equally long (≥ 1) token lists; pad or group them by length`);
+  }
+  const contextLength = options.contextLength ?? positionLength(model) ?? Number.POSITIVE_INFINITY;
+  if (contextLength !== Number.POSITIVE_INFINITY) assertPositiveInteger(who, 'contextLength', contextLength);
+  const random = uniformStream(options.seed);
+  const sequences = prompts.map((p) => p.slice());
+  for (let step = 0; step < options.steps; step++) {
+    const window = sequences.map((s) => s.slice(Math.max(0, s.length - contextLength)));
+    const windowLength = window[0].length;
+    const ids = tf.tensor2d(window, [window.length, windowLength], 'int32');
+    const logits = model.predict(ids) as tf.Tensor3D; // [B, t, V]
+    const last = tf.tidy(() => tf.squeeze(tf.slice(logits, [0, windowLength - 1, 0], [-1, 1, -1]), [1]));
+    const values = await last.data();
+    tf.dispose([ids, logits, last]);
+    const vocab = last.shape[1] as number;
+    sequences.forEach((sequence, b) => {
+      const row = values.subarray(b * vocab, (b + 1) * vocab);
+      sequence.push(temperature === 0 ? argmax(row) : sample(row, temperature, random));
+    });
+  }
+  return sequences;
+}
+
+function argmax(row: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+  return best;
+}
+
+/** A draw from softmax(row / temperature). */
+function sample(row: ArrayLike<number>, temperature: number, random: () => number): number {
+  const top = row[argmax(row)];
+  const weights = Array.from(row, (logit) => Math.exp((logit - top) / temperature));
+  let u = random() * weights.reduce((a, b) => a + b, 0);
+  for (let i = 0; i < weights.length; i++) {
+    u -= weights[i];
+    if (u < 0) return i;
+  }
+  return weights.length - 1;
+}
+
+/**
+ * Sets the hash rounds of every LSH attention layer in a model (inside
+ * reversible stacks too): evaluate with more rounds than you trained with.
+ *
+ * @returns the number of layers changed
+ */
+export function setNHashes(model: tfl.LayersModel | tfl.layers.Layer, nHashes: number): number {
+  assertPositiveInteger('setNHashes', 'nHashes', nHashes);
+  const layers = allLayers(model).filter((layer): layer is LSHSelfAttention => layer instanceof LSHSelfAttention);
+  for (const layer of layers) layer.nHashes = nHashes;
+  return layers.length;
+}
+
+/** The attention layers of a model, in order (LSH and full). */
+export function attentionLayers(model: tfl.LayersModel | tfl.layers.Layer): SelfAttentionBase[] {
+  return allLayers(model).filter(
+    (layer): layer is SelfAttentionBase => layer instanceof LSHSelfAttention || layer instanceof FullSelfAttention,
+  );
+}
