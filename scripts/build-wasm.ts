@@ -4,7 +4,8 @@
  *
  *   npm run build:wasm        (or: npx tsx scripts/build-wasm.ts)
  *
- * Reads src/kernels/batch_matmul.wat, writes src/kernels/batch_matmul_wasm.ts.
+ * Reads src/kernels/batch_matmul.wat and src/kernels/masked_softmax.wat, writes
+ * src/kernels/batch_matmul_wasm.ts and src/kernels/masked_softmax_wasm.ts.
  * wabt is a devDependency used only here.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -26,6 +27,11 @@ const KERNELS: KernelSource[] = [
     wat: 'src/kernels/batch_matmul.wat',
     out: 'src/kernels/batch_matmul_wasm.ts',
     constName: 'BATCH_MATMUL_WASM_BASE64',
+  },
+  {
+    wat: 'src/kernels/masked_softmax.wat',
+    out: 'src/kernels/masked_softmax_wasm.ts',
+    constName: 'MASKED_SOFTMAX_WASM_BASE64',
   },
 ];
 

@@ -20,6 +20,7 @@ import {
   type NBuckets,
 } from './hashing.js';
 import { batchMatMul } from './batch_matmul.js';
+import { maskedSoftmax } from './masked_softmax.js';
 import { guardMemory } from './memory.js';
 import { sortItemsOnHost } from './sorting.js';
 import { detach, gatherRowsSummed, permuteRows, stopGradient } from './ops.js';
@@ -309,19 +310,19 @@ interface HostSort {
 /**
  * Index and mask arrays of one block of chunks (built on the host: integer
  * work, no gradient, and much cheaper there than as broadcast tensor ops).
+ * fill is 0 where a logit is kept, else the logit that replaces it.
  */
 function buildBlock(
   host: HostSort,
   dims: { heads: number; length: number; items: number; numChunks: number; chunkLength: number; before: number; after: number },
   chunks: Array<[number, number]>,
   causal: boolean,
-): { queryRows: Int32Array; keyRows: Int32Array; keep: Float32Array; fill: Float32Array } {
+): { queryRows: Int32Array; keyRows: Int32Array; fill: Float32Array } {
   const { heads, length, items, numChunks, chunkLength, before, after } = dims;
   const window = chunkLength * (1 + before + after);
   const count = chunks.length;
   const queryRows = new Int32Array(count * chunkLength);
   const keyRows = new Int32Array(count * window);
-  const keep = new Float32Array(count * chunkLength * window);
   const fill = new Float32Array(count * chunkLength * window);
   const queryPositions = new Int32Array(chunkLength);
   const keyPositions = new Int32Array(window);
@@ -355,13 +356,11 @@ function buildBlock(
           fill[offset] = SELF_ATTENTION_LOGIT;
         } else if (keyPadded[k] === 1 || (causal && key > query)) {
           fill[offset] = MASKED_LOGIT;
-        } else {
-          keep[offset] = 1;
         }
       }
     }
   }
-  return { queryRows, keyRows, keep, fill };
+  return { queryRows, keyRows, fill };
 }
 
 /**
@@ -445,9 +444,11 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
               const values = tf.reshape(gatherRowsSummed(vRows, keyRows), [count, window, valueDepth]) as tf.Tensor3D;
               // Many small products: batchMatMul (our SIMD kernel on wasm, tf.matMul elsewhere).
               const logits = batchMatMul(queries as tf.Tensor3D, keys as tf.Tensor3D, false, true); // [n, C, L]
-              const shape: [number, number, number] = [count, chunkLength, window];
-              const masked = tf.add(tf.mul(logits, tf.tensor3d(block.keep, shape)), tf.tensor3d(block.fill, shape)) as tf.Tensor3D;
-              const { out, rowMax, logSum } = softmaxAttend(masked, values, dropout, seed, (p, x) => batchMatMul(p, x));
+              // Masks and softmax in one kernel on wasm (plain tf ops elsewhere): fill replaces masked logits.
+              const softmax = maskedSoftmax(logits, tf.tensor3d(block.fill, [count, chunkLength, window]));
+              const { rowMax, logSum } = softmax;
+              const weights = dropout > 0 ? (tf.dropout(softmax.weights, dropout, undefined, seed) as tf.Tensor3D) : softmax.weights;
+              const out = batchMatMul(weights, values);
               return [
                 tf.reshape(out, [count * chunkLength, valueDepth]),
                 tf.reshape(tf.concat([rowMax, logSum], 2), [count * chunkLength, 2]),

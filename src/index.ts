@@ -38,3 +38,4 @@ export { sortItems, sortItemsOnHost, type ItemSort } from './sorting.js';
 export { detach, gatherRows, gatherRowsSummed, permuteRows, stopGradient } from './ops.js';
 export { registerWasmKernels } from './wasm_kernels.js';
 export { BATCH_MATMUL_KERNEL_NAME, batchMatMul, registerBatchMatMulKernel } from './batch_matmul.js';
+export { MASKED_SOFTMAX_KERNEL_NAME, maskedSoftmax, registerMaskedSoftmaxKernel, type MaskedSoftmaxResult } from './masked_softmax.js';
