@@ -62,8 +62,10 @@ export interface SweepPoint {
   /** Useful FLOPs: the QK and AV products of what is actually attended (×3 with backward). */
   usefulFlops: number;
   gflops?: number;
-  /** Kernel name → total ms in the profiled run, largest first. */
+  /** Kernel name → total ms in the profiled run, largest first (custom-gradient scopes left out: their time is their kernels'). */
   kernels?: Array<{ name: string; ms: number; calls: number }>;
+  /** Wall time of the profiled run (ms): kernels plus host work (sorting, index and mask building, dispatch). */
+  profiledWallMs?: number;
   /** LSH only: ms in hashing + sorting (separate run of those stages). */
   hashSortMs?: number;
 }
@@ -192,13 +194,16 @@ export async function runSweep(options: SweepOptions, progress: Progress = () =>
         }
         if (options.profile) {
           say(`T=${length} ${label}: profiling`);
+          const profileStart = performance.now();
           const info = await tf.profile(() => {
             const result = call();
             tf.dispose(result);
           });
+          point.profiledWallMs = performance.now() - profileStart;
           point.peakBytes = info.peakBytes;
           const byName = new Map<string, { ms: number; calls: number }>();
           for (const kernel of info.kernels) {
+            if (kernel.name === 'unnamed scope') continue; // a tf.customGrad op: its inner kernels are listed themselves
             const ms = typeof kernel.kernelTimeMs === 'number' ? kernel.kernelTimeMs : 0;
             const entry = byName.get(kernel.name) ?? { ms: 0, calls: 0 };
             entry.ms += ms;

@@ -82,7 +82,12 @@ export function markdown(report: SweepReport): string {
   if (largest?.kernels) {
     const total = largest.kernels.reduce((sum, k) => sum + k.ms, 0);
     lines.push('');
-    lines.push(`Where the time goes: kernels of ${label(largest)} at T=${largest.length} (profiled run, ${total.toFixed(0)} ms in kernels):`);
+    const wall = largest.profiledWallMs;
+    lines.push(
+      `Where the time goes: kernels of ${label(largest)} at T=${largest.length} (profiled run: ${total.toFixed(0)} ms in kernels` +
+        (wall === undefined ? '' : ` of ${wall.toFixed(0)} ms wall; the rest is host work: the counting sort, index and mask building, dispatch, profiling`) +
+        `; hash+sort alone: ${largest.hashSortMs?.toFixed(0) ?? '–'} ms):`,
+    );
     lines.push('');
     lines.push('| kernel | ms | share | calls |');
     lines.push('|---|---:|---:|---:|');
