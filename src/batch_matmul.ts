@@ -18,6 +18,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { BATCH_MATMUL_WASM_BASE64 } from './kernels/batch_matmul_wasm.js';
+import { LazyKernel, ensureKernelMemory, roundUp, type KernelExports } from './kernels/wasm_module.js';
 
 /** Name under which the wasm kernel is registered with tfjs. */
 export const BATCH_MATMUL_KERNEL_NAME = 'LSHBatchMatMul';
@@ -28,12 +29,9 @@ const CHUNK_TARGET_BYTES = 1 << 20;
 const KEEP_MEMORY_BYTES = 64 << 20;
 /** Bytes of the scratch tile the kernel stores edge tiles through (4×8 floats). */
 const SCRATCH_TILE_BYTES = 128;
-const WASM_PAGE_BYTES = 65536;
-/** WebAssembly (wasm32) memories stop at 4 GiB. */
-const MAX_WASM_PAGES = 65536;
 
 /** The exports of batch_matmul.wat. */
-interface BatchMatMulExports {
+interface BatchMatMulExports extends KernelExports {
   memory: WebAssembly.Memory;
   /** Multiplies `count` matrices laid out back to back; pointers are byte offsets. */
   run(
@@ -42,49 +40,8 @@ interface BatchMatMulExports {
   ): void;
 }
 
-let compiledModule: WebAssembly.Module | undefined;
-let kernelInstance: BatchMatMulExports | undefined;
+const kernelModule = new LazyKernel<BatchMatMulExports>(BATCH_MATMUL_WASM_BASE64);
 
-function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
-  const binary = atob(text);
-  const bytes = new Uint8Array(new ArrayBuffer(binary.length));
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return bytes;
-}
-
-/** The kernel, compiled and instantiated synchronously on first use (the module is under 3 KiB). */
-function getKernelInstance(): BatchMatMulExports {
-  if (kernelInstance === undefined) {
-    compiledModule ??= new WebAssembly.Module(decodeBase64(BATCH_MATMUL_WASM_BASE64));
-    kernelInstance = new WebAssembly.Instance(compiledModule, {}).exports as unknown as BatchMatMulExports;
-  }
-  return kernelInstance;
-}
-
-function roundUp(value: number, multiple: number): number {
-  return Math.ceil(value / multiple) * multiple;
-}
-
-/** Grows the kernel memory to at least `bytes`, with a clear error where wasm32 cannot. */
-function ensureKernelMemory(kernel: BatchMatMulExports, bytes: number, what: string): void {
-  const pages = Math.ceil(bytes / WASM_PAGE_BYTES);
-  const have = kernel.memory.buffer.byteLength / WASM_PAGE_BYTES;
-  if (pages <= have) return;
-  if (pages > MAX_WASM_PAGES) {
-    throw new Error(
-      `batchMatMul: the wasm kernel needs ${bytes} bytes for one batch element of ${what}, ` +
-        'expected at most 4 GiB (the WebAssembly memory limit); split the matrices into smaller blocks',
-    );
-  }
-  try {
-    kernel.memory.grow(pages - have);
-  } catch (error) {
-    throw new Error(
-      `batchMatMul: could not grow the wasm kernel memory to ${bytes} bytes for ${what} (${String(error)}); ` +
-        'split the matrices into smaller blocks',
-    );
-  }
-}
 
 /**
  * c[batch, m, n] = op(a) · op(b) with the wasm SIMD kernel, where a holds
@@ -95,7 +52,7 @@ function multiplyWithKernel(
   a: Float32Array, b: Float32Array, c: Float32Array,
   batch: number, m: number, k: number, n: number, transposeA: boolean, transposeB: boolean,
 ): void {
-  const kernel = getKernelInstance();
+  const kernel = kernelModule.instance();
   const aSize = m * k;
   const bSize = k * n;
   const cSize = m * n;
@@ -108,7 +65,7 @@ function multiplyWithKernel(
   const bIn = aIn + roundUp(4 * chunk * aSize, 16);
   const cOut = bIn + roundUp(4 * chunk * bSize, 16);
   const end = cOut + 4 * chunk * cSize;
-  ensureKernelMemory(kernel, end, `[${m}, ${k}]·[${k}, ${n}]`);
+  ensureKernelMemory(kernel, end, 'batchMatMul', `one batch element of [${m}, ${k}]·[${k}, ${n}]`, 'split the matrices into smaller blocks');
   const memory = new Float32Array(kernel.memory.buffer);
   for (let start = 0; start < batch; start += chunk) {
     const count = Math.min(chunk, batch - start);
@@ -118,7 +75,7 @@ function multiplyWithKernel(
     c.set(memory.subarray(cOut / 4, cOut / 4 + count * cSize), start * cSize);
   }
   // Wasm memory never shrinks: drop an instance that one big call inflated (the compiled module stays).
-  if (kernel.memory.buffer.byteLength > KEEP_MEMORY_BYTES) kernelInstance = undefined;
+  kernelModule.releaseIfLarger(KEEP_MEMORY_BYTES);
 }
 
 /** The part of the wasm backend's class this kernel uses (public methods of BackendWasm). */

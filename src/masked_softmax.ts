@@ -16,6 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { MASKED_SOFTMAX_WASM_BASE64 } from './kernels/masked_softmax_wasm.js';
+import { LazyKernel, ensureKernelMemory, roundUp, type KernelExports } from './kernels/wasm_module.js';
 import { withGradient } from './ops.js';
 
 /** Name under which the wasm kernel is registered with tfjs. */
@@ -27,12 +28,9 @@ const CHUNK_TARGET_BYTES = 1 << 19;
 const KEEP_MEMORY_BYTES = 64 << 20;
 /** Bytes of the per-row statistics the kernel writes: f64 max, f64 sum. */
 const STATS_BYTES_PER_ROW = 16;
-const WASM_PAGE_BYTES = 65536;
-/** WebAssembly (wasm32) memories stop at 4 GiB. */
-const MAX_WASM_PAGES = 65536;
 
 /** The exports of masked_softmax.wat. */
-interface MaskedSoftmaxExports {
+interface MaskedSoftmaxExports extends KernelExports {
   memory: WebAssembly.Memory;
   /**
    * Softmax of `rows` rows of `length` floats at `data` (logits in, weights
@@ -42,47 +40,8 @@ interface MaskedSoftmaxExports {
   run(rows: number, length: number, data: number, fill: number, stats: number): void;
 }
 
-let compiledModule: WebAssembly.Module | undefined;
-let kernelInstance: MaskedSoftmaxExports | undefined;
+const kernelModule = new LazyKernel<MaskedSoftmaxExports>(MASKED_SOFTMAX_WASM_BASE64);
 
-function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
-  const binary = atob(text);
-  const bytes = new Uint8Array(new ArrayBuffer(binary.length));
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return bytes;
-}
-
-/** The kernel, compiled and instantiated synchronously on first use (the module is under 2 KiB). */
-function getKernelInstance(): MaskedSoftmaxExports {
-  if (kernelInstance === undefined) {
-    compiledModule ??= new WebAssembly.Module(decodeBase64(MASKED_SOFTMAX_WASM_BASE64));
-    kernelInstance = new WebAssembly.Instance(compiledModule, {}).exports as unknown as MaskedSoftmaxExports;
-  }
-  return kernelInstance;
-}
-
-function roundUp(value: number, multiple: number): number {
-  return Math.ceil(value / multiple) * multiple;
-}
-
-/** Grows the kernel memory to at least `bytes`, with a clear error where wasm32 cannot. */
-function ensureKernelMemory(kernel: MaskedSoftmaxExports, bytes: number, length: number): void {
-  const pages = Math.ceil(bytes / WASM_PAGE_BYTES);
-  const have = kernel.memory.buffer.byteLength / WASM_PAGE_BYTES;
-  if (pages <= have) return;
-  const what = `rows of ${length} logits`;
-  if (pages > MAX_WASM_PAGES) {
-    throw new Error(
-      `maskedSoftmax: the wasm kernel needs ${bytes} bytes for ${what}, expected at most 4 GiB ` +
-        '(the WebAssembly memory limit); use shorter rows',
-    );
-  }
-  try {
-    kernel.memory.grow(pages - have);
-  } catch (error) {
-    throw new Error(`maskedSoftmax: could not grow the wasm kernel memory to ${bytes} bytes for ${what} (${String(error)})`);
-  }
-}
 
 /**
  * The softmax of `rows` rows of `length` (> 0) logits with the wasm SIMD
@@ -92,13 +51,13 @@ function softmaxWithKernel(
   logits: Float32Array, fill: Float32Array, weights: Float32Array, rowMax: Float32Array, logSum: Float32Array,
   rows: number, length: number,
 ): void {
-  const kernel = getKernelInstance();
+  const kernel = kernelModule.instance();
   const chunk = Math.max(1, Math.min(rows, Math.floor(CHUNK_TARGET_BYTES / (8 * length))));
   // Layout: data (logits in, weights out) | fill | stats, 16-byte aligned.
   const dataIn = 0;
   const fillIn = roundUp(4 * chunk * length, 16);
   const statsOut = fillIn + roundUp(4 * chunk * length, 16);
-  ensureKernelMemory(kernel, statsOut + STATS_BYTES_PER_ROW * chunk, length);
+  ensureKernelMemory(kernel, statsOut + STATS_BYTES_PER_ROW * chunk, 'maskedSoftmax', `rows of ${length} logits`, 'use shorter rows');
   const memory = new Float32Array(kernel.memory.buffer);
   const stats = new Float64Array(kernel.memory.buffer, statsOut, 2 * chunk);
   for (let start = 0; start < rows; start += chunk) {
@@ -115,7 +74,7 @@ function softmaxWithKernel(
     }
   }
   // Wasm memory never shrinks: drop an instance that one long row inflated (the compiled module stays).
-  if (kernel.memory.buffer.byteLength > KEEP_MEMORY_BYTES) kernelInstance = undefined;
+  kernelModule.releaseIfLarger(KEEP_MEMORY_BYTES);
 }
 
 /** The part of the wasm backend's class this kernel uses (public methods of BackendWasm). */
