@@ -23,7 +23,7 @@ import { batchMatMul } from './batch_matmul.js';
 import { maskedSoftmax } from './masked_softmax.js';
 import { guardMemory } from './memory.js';
 import { sortItemsOnHost } from './sorting.js';
-import { detach, gatherRowsSummed, permuteRows, stopGradient } from './ops.js';
+import { detach, gatherRowsSummed, permuteRows } from './ops.js';
 import type { Seed } from './random.js';
 import {
   assertFloat,
@@ -216,29 +216,6 @@ function normaliseKeys(x: tf.Tensor): tf.Tensor {
   return tf.mul(x, tf.mul(tf.rsqrt(tf.add(meanSquare, KEY_NORM_EPSILON)), 1 / Math.sqrt(depth)));
 }
 
-/**
- * Softmax attention of masked logits, with the log-sum-exp kept as two parts
- * (row maximum, log of the shifted sum) so rounds can be combined without the
- * float32 trap (design §5).
- *
- * @param masked [G, Q, L]
- * @param values [G, L, Dv]
- * @returns out [G, Q, Dv], rowMax [G, Q, 1] (no gradient), logSum [G, Q, 1]
- */
-function softmaxAttend(
-  masked: tf.Tensor3D,
-  values: tf.Tensor3D,
-  dropout: number,
-  dropoutSeed: number | undefined,
-  multiply: (a: tf.Tensor3D, b: tf.Tensor3D) => tf.Tensor3D = (a, b) => tf.matMul(a, b),
-): { out: tf.Tensor3D; rowMax: tf.Tensor3D; logSum: tf.Tensor3D } {
-  const rowMax = stopGradient(tf.max(masked, -1, true)) as tf.Tensor3D;
-  const exps = tf.exp(tf.sub(masked, rowMax));
-  const sums = tf.sum(exps, -1, true);
-  let weights: tf.Tensor3D = tf.div(exps, sums);
-  if (dropout > 0) weights = tf.dropout(weights, dropout, undefined, dropoutSeed) as tf.Tensor3D;
-  return { out: multiply(weights, values), rowMax, logSum: tf.log(sums) as tf.Tensor3D };
-}
 
 /**
  * Logit elements per block: the chunk attention runs on blocks of chunks of
@@ -293,16 +270,14 @@ export function estimateFullAttentionBytes(shape: {
   valueDepth: number;
 }): number {
   const groups = shape.batch * shape.heads;
-  // [T, T]: the two masks, and one head's logits, masked logits, shifted, exps and weights (+ slack).
-  return 4 * (8 * shape.length * shape.length + 4 * groups * shape.length * (shape.depth + shape.valueDepth));
+  // [T, T]: the mask, and one head's logits and weights, with the softmax's working copies (+ slack).
+  return 4 * (5 * shape.length * shape.length + 4 * groups * shape.length * (shape.depth + shape.valueDepth));
 }
 
 /** The host-side sort of one call: what the blocks are built from. */
 interface HostSort {
   /** sorted[g·R·T + p] = the item (r·T + i) at sorted place p of group g. */
   sorted: Int32Array;
-  /** undo[g·R·T + t] = the sorted place of item t of group g. */
-  undo: Int32Array;
   /** [B·T] padding mask (1 keep, 0 pad), or null. */
   padding: Float32Array | Int32Array | Uint8Array | null;
 }
@@ -409,7 +384,7 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
     });
     // The sort is integer work: a counting sort on the host (the same order as sortItems).
     const host: HostSort = {
-      ...sortItemsOnHost(buckets.dataSync() as Int32Array, groups, nHashes, length, totalBuckets(nBuckets)),
+      sorted: sortItemsOnHost(buckets.dataSync() as Int32Array, groups, nHashes, length, totalBuckets(nBuckets)).sorted,
       padding: options.mask ? (options.mask.dataSync() as Float32Array) : null,
     };
     const dims = { heads, length, items, numChunks, chunkLength, before: numChunksBefore, after: numChunksAfter };
@@ -436,23 +411,23 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
           // Each block in its own scope: its intermediates are freed as soon as it is done
           // (under a gradient tape, what the backward pass needs is kept by the tape).
           const [blockOut, blockStat] = tf.tidy(() => {
-              const count = chunks.length;
-              const queryRows = tf.tensor1d(block.queryRows, 'int32');
-              const keyRows = tf.tensor1d(block.keyRows, 'int32');
-              const queries = tf.reshape(gatherRowsSummed(qkRows, queryRows), [count, chunkLength, depth]);
-              const keys = normaliseKeys(tf.reshape(gatherRowsSummed(qkRows, keyRows), [count, window, depth]));
-              const values = tf.reshape(gatherRowsSummed(vRows, keyRows), [count, window, valueDepth]) as tf.Tensor3D;
-              // Many small products: batchMatMul (our SIMD kernel on wasm, tf.matMul elsewhere).
-              const logits = batchMatMul(queries as tf.Tensor3D, keys as tf.Tensor3D, false, true); // [n, C, L]
-              // Masks and softmax in one kernel on wasm (plain tf ops elsewhere): fill replaces masked logits.
-              const softmax = maskedSoftmax(logits, tf.tensor3d(block.fill, [count, chunkLength, window]));
-              const { rowMax, logSum } = softmax;
-              const weights = dropout > 0 ? (tf.dropout(softmax.weights, dropout, undefined, seed) as tf.Tensor3D) : softmax.weights;
-              const out = batchMatMul(weights, values);
-              return [
-                tf.reshape(out, [count * chunkLength, valueDepth]),
-                tf.reshape(tf.concat([rowMax, logSum], 2), [count * chunkLength, 2]),
-              ];
+            const count = chunks.length;
+            const queryRows = tf.tensor1d(block.queryRows, 'int32');
+            const keyRows = tf.tensor1d(block.keyRows, 'int32');
+            const queries = tf.reshape(gatherRowsSummed(qkRows, queryRows), [count, chunkLength, depth]);
+            const keys = normaliseKeys(tf.reshape(gatherRowsSummed(qkRows, keyRows), [count, window, depth]));
+            const values = tf.reshape(gatherRowsSummed(vRows, keyRows), [count, window, valueDepth]) as tf.Tensor3D;
+            // Many small products: batchMatMul (our SIMD kernel on wasm, tf.matMul elsewhere).
+            const logits = batchMatMul(queries as tf.Tensor3D, keys as tf.Tensor3D, false, true); // [n, C, L]
+            // Masks and softmax in one kernel on wasm (plain tf ops elsewhere): fill replaces masked logits.
+            const softmax = maskedSoftmax(logits, tf.tensor3d(block.fill, [count, chunkLength, window]));
+            const { rowMax, logSum } = softmax;
+            const weights = dropout > 0 ? (tf.dropout(softmax.weights, dropout, undefined, seed) as tf.Tensor3D) : softmax.weights;
+            const out = batchMatMul(weights, values);
+            return [
+              tf.reshape(out, [count * chunkLength, valueDepth]),
+              tf.reshape(tf.concat([rowMax, logSum], 2), [count * chunkLength, 2]),
+            ];
           });
           blockOutputs.push(blockOut);
           blockStats.push(blockStat);
@@ -523,17 +498,15 @@ function concatMany(tensors: tf.Tensor[]): tf.Tensor {
  * keep and fill [T, T] of full attention (logits·keep + fill replaces masked
  * logits), for batch element `b`'s padding; built on the host.
  */
-function fullMasks(length: number, causal: boolean, padding: ArrayLike<number> | null, b: number): [tf.Tensor2D, tf.Tensor2D] {
-  const keep = new Float32Array(length * length);
+function fullMasks(length: number, causal: boolean, padding: ArrayLike<number> | null, b: number): tf.Tensor3D {
   const fill = new Float32Array(length * length);
   for (let i = 0, offset = 0; i < length; i++) {
     for (let j = 0; j < length; j++, offset++) {
       if (i === j) fill[offset] = SELF_ATTENTION_LOGIT;
       else if ((causal && j > i) || (padding !== null && padding[b * length + j] === 0)) fill[offset] = MASKED_LOGIT;
-      else keep[offset] = 1;
     }
   }
-  return [tf.tensor2d(keep, [length, length]), tf.tensor2d(fill, [length, length])];
+  return tf.tensor3d(fill, [1, length, length]);
 }
 
 /**
@@ -559,39 +532,39 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: Attentio
   const groups = batch * heads;
   const perHead: tf.Tensor[] = [];
   let maskBatch = -1;
-  let masks: [tf.Tensor2D, tf.Tensor2D] | null = null;
+  let fill: tf.Tensor3D | null = null;
   const qkHeads = tf.reshape(qk, [groups, length * depth]) as tf.Tensor2D;
   const vHeads = tf.reshape(v, [groups, length * valueDepth]) as tf.Tensor2D;
   try {
     for (let g = 0; g < groups; g++) {
       // One head at a time, each in its own scope, with 2-D matMuls (the fast kind on wasm).
       const b = Math.floor(g / heads);
-      if (masks === null || (padding !== null && b !== maskBatch)) {
-        if (masks !== null) tf.dispose(masks);
-        masks = fullMasks(length, options.causal === true, padding, b);
+      if (fill === null || (padding !== null && b !== maskBatch)) {
+        fill?.dispose();
+        fill = fullMasks(length, options.causal === true, padding, b);
         maskBatch = b;
       }
-      const [keep, fill] = masks;
+      const headFill = fill;
       perHead.push(
         tf.tidy(() => {
           const index = tf.tensor1d([g], 'int32');
           const query = tf.reshape(gatherRowsSummed(qkHeads, index), [length, depth]) as tf.Tensor2D;
           const value = tf.reshape(gatherRowsSummed(vHeads, index), [length, valueDepth]) as tf.Tensor2D;
           const keysT = tf.transpose(normaliseKeys(query)) as tf.Tensor2D; // [D, T]
-          const masked = tf.add(tf.mul(tf.matMul(query, keysT), keep), fill) as tf.Tensor2D;
-          const { out } = softmaxAttend(
-            tf.expandDims(masked, 0) as tf.Tensor3D,
-            tf.expandDims(value, 0) as tf.Tensor3D,
-            dropout,
-            options.dropoutSeed === undefined ? undefined : options.dropoutSeed + g,
-          );
-          return out;
+          const logits = tf.reshape(tf.matMul(query, keysT), [1, length, length]) as tf.Tensor3D;
+          // The same fused masked softmax as LSH attention (a wasm kernel; tf ops elsewhere).
+          let { weights } = maskedSoftmax(logits, headFill);
+          if (dropout > 0) {
+            const seed = options.dropoutSeed === undefined ? undefined : options.dropoutSeed + g;
+            weights = tf.dropout(weights, dropout, undefined, seed) as tf.Tensor3D;
+          }
+          return tf.matMul(tf.reshape(weights, [length, length]), value);
         }),
       );
     }
     return tf.tidy(() => tf.reshape(tf.concat(perHead, 0), [batch, heads, length, valueDepth]) as tf.Tensor4D);
   } finally {
     tf.dispose([...perHead, qkHeads, vHeads]);
-    if (masks !== null) tf.dispose(masks);
+    fill?.dispose();
   }
 }
