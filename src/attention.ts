@@ -84,7 +84,7 @@ export interface LSHAttentionOptions extends AttentionOptions {
   hashFamily?: HashFamily;
   /**
    * Logit elements per block of chunks: bounds the memory of a call (the
-   * result does not depend on it). Default {@link BLOCK_LOGITS} (4M, 16 MiB per tensor).
+   * result does not depend on it). Default {@link BLOCK_LOGITS} (1M, 4 MiB per tensor).
    */
   blockLogits?: number;
 }
@@ -221,7 +221,7 @@ function normaliseKeys(x: tf.Tensor): tf.Tensor {
  * Logit elements per block: the chunk attention runs on blocks of chunks of
  * about this many [C × L] logits, so memory stays bounded at any length.
  */
-export const BLOCK_LOGITS = 1 << 22;
+export const BLOCK_LOGITS = 1 << 20;
 
 /** How the R·T/C chunks of the G = B·H groups are cut into blocks. */
 interface BlockPlan {
