@@ -21,7 +21,7 @@ import {
 } from './hashing.js';
 import { batchMatMul } from './batch_matmul.js';
 import { maskedSoftmax } from './masked_softmax.js';
-import { guardMemory } from './memory.js';
+import { guardMemory, recordingGradients } from './memory.js';
 import { sortItemsOnHost } from './sorting.js';
 import { detach, gatherRowsSummed, permuteRows } from './ops.js';
 import type { Seed } from './random.js';
@@ -237,10 +237,24 @@ function planBlocks(numChunks: number, chunkLength: number, window: number, bloc
   return { groupsPerBatch: 1, chunksPerBlock: Math.max(1, Math.floor(blockLogits / (chunkLength * window))) };
 }
 
-/** Bytes estimate of an lshAttention call (forward; under a gradient tape every block's intermediates are kept too). */
+/**
+ * Bytes per attended logit when a gradient tape records: every block's
+ * intermediates are kept for the backward pass, which adds its own. Measured
+ * on wasm (T = 1024–4096, R = 4: 148–156 bytes, tf.profile peak of
+ * forward + backward), with a margin.
+ */
+const LSH_TAPE_BYTES_PER_LOGIT = 200;
+/** The same for full attention (measured 64–69 bytes per B·H·T² element), with a margin. */
+const FULL_TAPE_BYTES_PER_LOGIT = 80;
+
+/**
+ * Bytes estimate of an lshAttention call: forward, or forward with its
+ * backward pass when `recording` (a gradient tape keeps every block).
+ */
 export function estimateLSHAttentionBytes(
   shape: { batch: number; heads: number; length: number; depth: number; valueDepth: number },
   settings: ResolvedLSHSettings,
+  recording = false,
 ): number {
   const groups = shape.batch * shape.heads;
   const items = settings.nHashes * shape.length;
@@ -251,6 +265,9 @@ export function estimateLSHAttentionBytes(
   const blockLogits = blockChunks * settings.chunkLength * window;
   const blockRows = blockChunks * (settings.chunkLength + window);
   const batchItems = Math.min(plan.groupsPerBatch, groups) * items;
+  if (recording) {
+    return LSH_TAPE_BYTES_PER_LOGIT * groups * items * window + 16 * groups * shape.length * (shape.depth + shape.valueDepth);
+  }
   return (
     4 *
     (10 * blockLogits + // logits, masks, softmax
@@ -261,15 +278,15 @@ export function estimateLSHAttentionBytes(
   );
 }
 
-/** Bytes estimate of a fullAttention call (forward, heads one at a time). */
-export function estimateFullAttentionBytes(shape: {
-  batch: number;
-  heads: number;
-  length: number;
-  depth: number;
-  valueDepth: number;
-}): number {
+/** Bytes estimate of a fullAttention call: forward (heads one at a time), or with its backward pass when `recording`. */
+export function estimateFullAttentionBytes(
+  shape: { batch: number; heads: number; length: number; depth: number; valueDepth: number },
+  recording = false,
+): number {
   const groups = shape.batch * shape.heads;
+  if (recording) {
+    return FULL_TAPE_BYTES_PER_LOGIT * groups * shape.length * shape.length + 16 * groups * shape.length * (shape.depth + shape.valueDepth);
+  }
   // [T, T]: the mask, and one head's logits and weights, with the softmax's working copies (+ slack).
   return 4 * (5 * shape.length * shape.length + 4 * groups * shape.length * (shape.depth + shape.valueDepth));
 }
@@ -364,7 +381,7 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
   const { nHashes, nBuckets, chunkLength, numChunksBefore, numChunksAfter, hashFamily } = settings;
   guardMemory(
     who,
-    estimateLSHAttentionBytes({ batch, heads, length, depth, valueDepth }, settings),
+    estimateLSHAttentionBytes({ batch, heads, length, depth, valueDepth }, settings, recordingGradients()),
     `B·H·R·T = ${batch * heads * nHashes * length} queries × ${chunkLength * (1 + numChunksBefore + numChunksAfter)} keys`,
     'Use fewer heads or a smaller batch per call, fewer rounds (nHashes), or a smaller chunkLength',
     options.memoryLimitBytes,
@@ -522,7 +539,7 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: Attentio
   const [batch, heads, length, depth, valueDepth] = checkInputs(who, qk, v, options);
   guardMemory(
     who,
-    estimateFullAttentionBytes({ batch, heads, length, depth, valueDepth }),
+    estimateFullAttentionBytes({ batch, heads, length, depth, valueDepth }, recordingGradients()),
     `B·H·T² = ${(batch * heads * length * length).toExponential(2)} attention logits`,
     'Use lshAttention, a shorter T, or fewer heads or a smaller batch per call',
     options.memoryLimitBytes,

@@ -17,6 +17,7 @@ export const BACKEND_PREFERENCE: readonly BackendName[] = ['tensorflow', 'wasm',
 const TFJS_NODE = '@tensorflow/tfjs-node';
 const TFJS_WASM = '@tensorflow/tfjs-backend-wasm';
 const TFJS_CPU = '@tensorflow/tfjs-backend-cpu';
+const TFJS_LAYERS = '@tensorflow/tfjs-layers';
 
 /** Options of {@link initBackend}. */
 export interface InitBackendOptions {
@@ -69,6 +70,8 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   const forced = options.backend ?? envBackend();
   const candidates: readonly BackendName[] =
     forced === undefined ? BACKEND_PREFERENCE : typeof forced === 'string' ? [forced] : forced;
+  // tfjs-core alone has no gradients: @tensorflow/tfjs-layers registers them (as @tensorflow/tfjs does).
+  await import(TFJS_LAYERS);
   const failures: string[] = [];
   for (const name of candidates) {
     try {

@@ -32,7 +32,7 @@ export {
   type NBuckets,
   type RandomRotationsOptions,
 } from './hashing.js';
-export { availableBytes, formatBytes, guardMemory, WASM_HEAP_LIMIT_BYTES, DEFAULT_LIMIT_BYTES } from './memory.js';
+export { availableBytes, formatBytes, guardMemory, recordingGradients, WASM_HEAP_LIMIT_BYTES, DEFAULT_LIMIT_BYTES } from './memory.js';
 export { gaussianArray, nextSeed, uniformStream, type Seed, type Uniform } from './random.js';
 export { sortItems, sortItemsOnHost, type ItemSort } from './sorting.js';
 export { detach, gatherRows, gatherRowsSummed, permuteRows, stopGradient } from './ops.js';

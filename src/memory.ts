@@ -51,3 +51,8 @@ export function guardMemory(
     );
   }
 }
+
+/** True while a gradient tape records (tf.grads, variableGrads, model.fit): intermediates are then kept for the backward pass. */
+export function recordingGradients(): boolean {
+  return tf.engine().isTapeOn();
+}

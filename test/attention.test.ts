@@ -376,6 +376,23 @@ describeBackends('memory guard', () => {
     qk.dispose();
   });
 
+  it('counts what a gradient tape keeps: refuses a backward pass that cannot fit where the forward pass fits', () => {
+    const qk = tf.zeros([1, 8, 2048, 8]) as tf.Tensor4D;
+    const limit = 512 * 2 ** 20; // forward needs ≈ 100–200 MiB here; forward + backward several times that
+    const before = tf.memory().numTensors;
+    tf.tidy(() => {
+      expect(fullAttention(qk, qk, { memoryLimitBytes: limit }).shape).toEqual([1, 8, 2048, 8]);
+    });
+    expect(() => tf.grads((a: tf.Tensor) => tf.sum(fullAttention(a as tf.Tensor4D, qk, { memoryLimitBytes: limit })))([qk])).toThrow(
+      /fullAttention: this call needs about [\d.]+ GiB/,
+    );
+    expect(() =>
+      tf.grads((a: tf.Tensor) => tf.sum(lshAttention(a as tf.Tensor4D, qk, { nHashes: 8, chunkLength: 64, seed: 1, memoryLimitBytes: limit })))([qk]),
+    ).toThrow(/lshAttention: this call needs about [\d.]+ (GiB|MiB)/);
+    expect(tf.memory().numTensors).toBe(before); // refused before anything ran
+    qk.dispose();
+  });
+
   it('refuses an LSH attention that cannot fit, and accepts it under a raised limit estimate', () => {
     const qk = tf.zeros([1, 1, 64, 1]) as tf.Tensor4D;
     expect(() => lshAttention(qk, qk, { chunkLength: 8, memoryLimitBytes: 1024 })).toThrow(
