@@ -83,6 +83,23 @@ const bytesOf = (tensors: tf.Tensor[]) => tensors.reduce((sum, t) => sum + t.siz
 async function measure(length: number, layers: number, reversible: boolean, x: tf.Tensor3D, y: tf.Tensor3D): Promise<Row> {
   const model = buildModel(layers, reversible);
   const optimizer = tf.train.adam(1e-4);
+  try {
+    return await measureModel(length, layers, reversible, model, optimizer, x, y);
+  } finally {
+    model.dispose();
+    optimizer.dispose();
+  }
+}
+
+async function measureModel(
+  length: number,
+  layers: number,
+  reversible: boolean,
+  model: tf.LayersModel,
+  optimizer: tf.Optimizer,
+  x: tf.Tensor3D,
+  y: tf.Tensor3D,
+): Promise<Row> {
   model.compile({ optimizer, loss: 'meanSquaredError' });
   const weightBytes = bytesOf(model.trainableWeights.map((w) => w.read()));
   // Warm-up: creates Adam's moments (and compiles whatever is compiled lazily).
@@ -100,8 +117,6 @@ async function measure(length: number, layers: number, reversible: boolean, x: t
   const inputBytes = before - weightBytes - optimizerBytes;
   // At the update every gradient is alive at once: one per weight.
   const activationBytes = info.peakBytes - before - weightBytes;
-  model.dispose();
-  optimizer.dispose();
   return { length, layers, reversible, weightBytes, optimizerBytes, inputBytes, peakBytes: info.peakBytes, activationBytes, stepMs, loss };
 }
 
@@ -139,7 +154,16 @@ for (const length of lengths) {
         console.error(note);
         continue;
       }
-      const row = await measure(length, layers, reversible, x, y);
+      let row: Row;
+      try {
+        row = await measure(length, layers, reversible, x, y);
+      } catch (error) {
+        // The attention functions refuse calls that would not fit (the memory guard): report, go on.
+        const note = `${name}: refused: ${(error as Error).message.split('\n')[0]}`;
+        skipped.push(note);
+        console.error(note);
+        continue;
+      }
       measured.push(row);
       rows.push(row);
       console.error(
@@ -225,7 +249,7 @@ if (out !== undefined) {
     'Target (the reversible stack\'s peak grows by at most 30% from 2 to 8 layers):',
     '',
     ...targets,
-    ...(skipped.length > 0 ? ['', 'Skipped:', '', ...skipped.map((line) => `- ${line}`)] : []),
+    ...(skipped.length > 0 ? ['', 'Skipped or refused:', '', ...skipped.map((line) => `- ${line}`)] : []),
     '',
   ].join('\n');
   mkdirSync(dirname(out), { recursive: true });

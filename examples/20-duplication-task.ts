@@ -1,4 +1,4 @@
-// Run: npx tsx examples/20-duplication-task.ts          (the real run: two models, about 35 minutes on wasm: LSH ≈ 10, full ≈ 22)
+// Run: npx tsx examples/20-duplication-task.ts          (the real run: two models, about 15 minutes on wasm: full ≈ 9, LSH ≈ 6)
 //      npx tsx examples/20-duplication-task.ts --quick  (or EXAMPLE_QUICK=1: a tiny run of seconds, for CI)
 // Options: --train lsh|full|both, --steps N, --length T, --vocab V, --model-size M, --heads H,
 //          --chunk C, --hashes R (training rounds), --ff U, --batch B, --lr X, --eval N, --seed S,
