@@ -19,7 +19,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import { initBackend } from '../src/backend.js';
-import { batchMatMul } from '../src/batch_matmul.js';
+import { batchMatMul } from '../src/kernels/batch_matmul.js';
 
 const { values: flags } = parseArgs({
   options: {

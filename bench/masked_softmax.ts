@@ -18,7 +18,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs';
 import { MASKED_LOGIT, SELF_ATTENTION_LOGIT } from '../src/attention.js';
 import { initBackend, type BackendName } from '../src/backend.js';
-import { maskedSoftmax } from '../src/masked_softmax.js';
+import { maskedSoftmax } from '../src/kernels/masked_softmax.js';
 import { stopGradient } from '../src/ops.js';
 
 const { values: flags } = parseArgs({

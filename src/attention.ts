@@ -19,8 +19,8 @@ import {
   type HashFamily,
   type NBuckets,
 } from './hashing.js';
-import { batchMatMul } from './batch_matmul.js';
-import { maskedSoftmax } from './masked_softmax.js';
+import { batchMatMul } from './kernels/batch_matmul.js';
+import { maskedSoftmax } from './kernels/masked_softmax.js';
 import { guardMemory, recordingGradients } from './memory.js';
 import { sortItemsOnHost } from './sorting.js';
 import { detach, gatherRowsSummed, permuteRows } from './ops.js';

@@ -5,7 +5,7 @@
  * everywhere.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { registerWasmKernels } from './wasm_kernels.js';
+import { registerSegmentSumKernels } from './kernels/segment_sum.js';
 
 /** The backends this library knows how to load, fastest first. */
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
@@ -28,6 +28,20 @@ export interface InitBackendOptions {
   backend?: BackendName | readonly BackendName[];
   /** Print the chosen backend to stderr. Default false. */
   verbose?: boolean;
+  /**
+   * Give the wasm backend the `UnsortedSegmentSum` kernel it lacks, so
+   * `tf.gather`'s gradient (and `embedding` training) work there. It adds a
+   * missing kernel and replaces nothing. Default true.
+   */
+  addWasmSegmentSum?: boolean;
+  /**
+   * Replace the cpu backend's `UnsortedSegmentSum` (O(segments · rows): it can
+   * dominate training steps of models with embeddings) by this library's
+   * linear-time kernel, for every model in the process. The attention
+   * functions do not need it (they use the fast kernel under its own name).
+   * Default false.
+   */
+  replaceCpuSegmentSum?: boolean;
 }
 
 function isBackendName(name: string): name is BackendName {
@@ -47,10 +61,7 @@ function envBackend(): BackendName | undefined {
 
 async function load(name: BackendName): Promise<void> {
   if (name === 'tensorflow') await import(TFJS_NODE);
-  else if (name === 'wasm') {
-    await import(TFJS_WASM);
-    registerWasmKernels();
-  }
+  else if (name === 'wasm') await import(TFJS_WASM);
   else await import(TFJS_CPU);
 }
 
@@ -78,6 +89,7 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
       await load(name);
       if (!(await tf.setBackend(name))) throw new Error(`tf.setBackend('${name}') returned false`);
       await tf.ready();
+      registerSegmentSumKernels({ wasm: options.addWasmSegmentSum ?? true, replaceCpu: options.replaceCpuSegmentSum ?? false });
       if (options.verbose) console.error(`tfjs-lsh-attention: using the ${describeBackend()} backend`);
       return name;
     } catch (error) {

@@ -36,6 +36,6 @@ export { availableBytes, formatBytes, guardMemory, recordingGradients, WASM_HEAP
 export { gaussianArray, nextSeed, uniformStream, type Seed, type Uniform } from './random.js';
 export { sortItems, sortItemsOnHost, type ItemSort } from './sorting.js';
 export { detach, gatherRows, gatherRowsSummed, permuteRows, stopGradient } from './ops.js';
-export { registerWasmKernels } from './wasm_kernels.js';
-export { BATCH_MATMUL_KERNEL_NAME, batchMatMul, registerBatchMatMulKernel } from './batch_matmul.js';
-export { MASKED_SOFTMAX_KERNEL_NAME, maskedSoftmax, registerMaskedSoftmaxKernel, type MaskedSoftmaxResult } from './masked_softmax.js';
+export { SEGMENT_SUM_KERNEL_NAME, registerSegmentSumKernels, segmentSum, type RegisterSegmentSumOptions } from './kernels/segment_sum.js';
+export { BATCH_MATMUL_KERNEL_NAME, batchMatMul, registerBatchMatMulKernel } from './kernels/batch_matmul.js';
+export { MASKED_SOFTMAX_KERNEL_NAME, maskedSoftmax, registerMaskedSoftmaxKernel, type MaskedSoftmaxResult } from './kernels/masked_softmax.js';

@@ -3,7 +3,7 @@
  * gathers with gradients that work on every backend, stopGradient, detach.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { registerWasmKernels } from './wasm_kernels.js';
+import { segmentSum } from './kernels/segment_sum.js';
 
 /**
  * Gathers rows of a 2-D tensor: out[i] = x[indices[i]]. gatherND is used
@@ -76,21 +76,21 @@ export function permuteRows(x: tf.Tensor2D, permutation: tf.Tensor1D, inverse: t
 
 /**
  * Gathers rows, out[i] = x[indices[i]], for any indices (repeats allowed);
- * the gradient sums the rows' contributions (unsortedSegmentSum, which this
- * library registers for wasm too).
+ * the gradient sums the rows' contributions ({@link segmentSum}: the
+ * library's own linear-time kernel on cpu and wasm, tf.unsortedSegmentSum
+ * elsewhere).
  *
  * @param x [N, X]
  * @param indices int32 [M], values in [0, N)
  * @returns [M, X]
  */
 export function gatherRowsSummed(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tensor2D {
-  registerWasmKernels();
   return withGradient(x, (input, save) => {
     save([indices]);
     const rows = input.shape[0];
     return {
       value: gatherRows(input as tf.Tensor2D, indices),
-      gradFunc: (dy, saved) => tf.unsortedSegmentSum(dy, saved[0] as tf.Tensor1D, rows),
+      gradFunc: (dy, saved) => segmentSum(dy, saved[0] as tf.Tensor1D, rows),
     };
   }) as tf.Tensor2D;
 }

@@ -1,8 +1,17 @@
 /**
- * What the library's own WebAssembly kernels share: decoding the embedded
- * module, instantiating it lazily (synchronously: the modules are a few KiB),
- * and growing its memory with a clear error where wasm32 cannot.
+ * What the library's own WebAssembly kernels share: the part of the wasm
+ * backend they use, decoding the embedded module, instantiating it lazily
+ * (synchronously: the modules are a few KiB), and growing its memory with a
+ * clear error where wasm32 cannot.
  */
+import type * as tf from '@tensorflow/tfjs-core';
+
+/** The part of tfjs-backend-wasm's BackendWasm class the kernels use (public methods). */
+export interface WasmBackendLike {
+  readSync(dataId: tf.DataId): tf.backend_util.BackendValues;
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(info: tf.TensorInfo): tf.backend_util.TypedArray;
+}
 
 const WASM_PAGE_BYTES = 65536;
 /** WebAssembly (wasm32) memories stop at 4 GiB. */

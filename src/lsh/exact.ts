@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { assertPositiveInteger, shapeString } from '../validate.js';
 import { checkVectors } from './family.js';
-import { checkSimilarity, similarityMatrix, unitRows, type Similarity } from './kernels.js';
+import { checkSimilarity, similarityMatrix, unitRows, type Similarity } from './similarity.js';
 
 /** Options of {@link exactSearch}. */
 export interface ExactSearchOptions {

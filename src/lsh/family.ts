@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Seed } from '../random.js';
 import { assertRank, shapeString } from '../validate.js';
 import { describeValue } from './encoding.js';
-import type { KernelJSON } from './kernels.js';
+import type { KernelJSON } from './similarity.js';
 
 /** The hash families of this library. */
 export type FamilyKind = 'simhash' | 'rotation' | 'klsh';

@@ -36,7 +36,7 @@ export {
   type PairFunction,
   type RBFKernelOptions,
   type Similarity,
-} from './kernels.js';
+} from './similarity.js';
 export {
   KLSH_DEFAULTS,
   KLSH_ROWS_PER_BLOCK,

@@ -45,7 +45,7 @@ import {
   rbfKernel,
   type Kernel,
   type KernelFunction,
-} from './kernels.js';
+} from './similarity.js';
 
 /** Options of {@link KernelizedLSH.fit}. */
 export interface KernelizedLSHOptions {

@@ -21,7 +21,7 @@ import {
   type KernelFunction,
   type KernelJSON,
   type Similarity,
-} from './kernels.js';
+} from './similarity.js';
 import { probeSequence } from './probe.js';
 import { familyFromJSON } from './serialize.js';
 

@@ -3,7 +3,7 @@
  */
 import { describeValue } from './encoding.js';
 import type { HashFamily, HashFamilyJSON } from './family.js';
-import type { Kernel, KernelFunction } from './kernels.js';
+import type { Kernel, KernelFunction } from './similarity.js';
 import { KernelizedLSH } from './klsh.js';
 import { RotationHash } from './rotation_hash.js';
 import { SimHash } from './simhash.js';

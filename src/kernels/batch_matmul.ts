@@ -17,8 +17,8 @@
  * the copies stay in cache.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { BATCH_MATMUL_WASM_BASE64 } from './kernels/batch_matmul_wasm.js';
-import { LazyKernel, ensureKernelMemory, roundUp, type KernelExports } from './kernels/wasm_module.js';
+import { BATCH_MATMUL_WASM_BASE64 } from './batch_matmul_wasm.js';
+import { LazyKernel, ensureKernelMemory, roundUp, type KernelExports, type WasmBackendLike } from './wasm_module.js';
 
 /** Name under which the wasm kernel is registered with tfjs. */
 export const BATCH_MATMUL_KERNEL_NAME = 'LSHBatchMatMul';
@@ -76,12 +76,6 @@ function multiplyWithKernel(
   }
   // Wasm memory never shrinks: drop an instance that one big call inflated (the compiled module stays).
   kernelModule.releaseIfLarger(KEEP_MEMORY_BYTES);
-}
-
-/** The part of the wasm backend's class this kernel uses (public methods of BackendWasm). */
-interface WasmBackendLike {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(info: tf.TensorInfo): tf.backend_util.TypedArray;
 }
 
 /** Attributes of the LSHBatchMatMul kernel. */

@@ -8,10 +8,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
-import { MASKED_SOFTMAX_KERNEL_NAME, maskedSoftmax } from '../src/masked_softmax.js';
-import { MASKED_LOGIT, SELF_ATTENTION_LOGIT } from '../src/attention.js';
-import { stopGradient } from '../src/ops.js';
-import { describeBackends, expectNoLeaks, maxAbsDiff, randomTensor } from './helpers.js';
+import { MASKED_SOFTMAX_KERNEL_NAME, maskedSoftmax } from '../../src/kernels/masked_softmax.js';
+import { MASKED_LOGIT, SELF_ATTENTION_LOGIT } from '../../src/attention.js';
+import { stopGradient } from '../../src/ops.js';
+import { describeBackends, expectNoLeaks, maxAbsDiff, randomTensor } from '../helpers.js';
 
 type Shape = [number, number, number];
 

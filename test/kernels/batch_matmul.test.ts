@@ -5,8 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
-import { BATCH_MATMUL_KERNEL_NAME, batchMatMul } from '../src/batch_matmul.js';
-import { describeBackends, expectNoLeaks, randomTensor } from './helpers.js';
+import { BATCH_MATMUL_KERNEL_NAME, batchMatMul } from '../../src/kernels/batch_matmul.js';
+import { describeBackends, expectNoLeaks, randomTensor } from '../helpers.js';
 
 /** [N, M, K, P]: op(a) is [N, M, K], op(b) is [N, K, P]. */
 type Dims = [number, number, number, number];

@@ -15,9 +15,9 @@
  * place, and copied straight into the output tensor's heap memory.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { MASKED_SOFTMAX_WASM_BASE64 } from './kernels/masked_softmax_wasm.js';
-import { LazyKernel, ensureKernelMemory, roundUp, type KernelExports } from './kernels/wasm_module.js';
-import { withGradient } from './ops.js';
+import { MASKED_SOFTMAX_WASM_BASE64 } from './masked_softmax_wasm.js';
+import { LazyKernel, ensureKernelMemory, roundUp, type KernelExports, type WasmBackendLike } from './wasm_module.js';
+import { withGradient } from '../ops.js';
 
 /** Name under which the wasm kernel is registered with tfjs. */
 export const MASKED_SOFTMAX_KERNEL_NAME = 'LSHMaskedSoftmax';
@@ -75,12 +75,6 @@ function softmaxWithKernel(
   }
   // Wasm memory never shrinks: drop an instance that one long row inflated (the compiled module stays).
   kernelModule.releaseIfLarger(KEEP_MEMORY_BYTES);
-}
-
-/** The part of the wasm backend's class this kernel uses (public methods of BackendWasm). */
-interface WasmBackendLike {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(info: tf.TensorInfo): tf.backend_util.TypedArray;
 }
 
 /** The tfjs kernel: reads logits and fill in place on the wasm heap; outputs [weights, rowMax, logSum]. */
