@@ -181,7 +181,7 @@ export async function runSweep(options: SweepOptions, progress: Progress = () =>
         if (variant === 'lsh') {
           // The hashing and sorting stages alone (the rest is gathers, chunk attention and combining rounds).
           const nBuckets = defaultNBuckets(length, options.chunkLength);
-          const rotations = randomRotations({ depth, nHashes: nHashes as number, nBuckets, seed: 1 });
+          const rotations = randomRotations({ dim: depth, nHashes: nHashes as number, nBuckets, seed: 1 });
           const stage = (): tf.Tensor[] => {
             // As lshAttention does it: hash on the backend, counting sort on the host.
             const buckets = hashBuckets(qk, rotations, { nBuckets });

@@ -18,7 +18,7 @@ await initBackend();
 console.log(`backend: ${describeBackend()}`);
 
 // 1. The library: each genre has a typical sound (a centre); each song varies on it.
-const random = uniformStream('songs');
+const random = uniformStream(1, 'songs');
 const centres = gaussianArray(GENRES.length * DIM, random);
 const variation = gaussianArray(SONGS * DIM, random);
 const fingerprints = new Float32Array(SONGS * DIM);
@@ -30,7 +30,7 @@ const names = Array.from({ length: SONGS }, (_, s) => `song-${String(s).padStart
 const library = tf.tensor2d(fingerprints, [SONGS, DIM]);
 
 // 2. An index: 8 tables, each a 12-bit SimHash key (4,096 buckets per table).
-const simhash = new SimHash({ dim: DIM, nBits: 12, nTables: 8, seed: 'song-index' });
+const simhash = new SimHash({ dim: DIM, nBits: 12, nTables: 8, seed: 1 });
 const index = new LSHIndex(simhash);
 let start = performance.now();
 await index.add(library, names);
@@ -43,7 +43,7 @@ console.log(
 
 // 3. A user plays song 4242 through a noisy phone microphone.
 const played = 4242 % SONGS;
-const noise = gaussianArray(DIM, uniformStream('microphone'));
+const noise = gaussianArray(DIM, uniformStream(1, 'microphone'));
 const recording = new Float32Array(DIM);
 for (let d = 0; d < DIM; d++) recording[d] = fingerprints[played * DIM + d] + 0.5 * noise[d];
 const query = tf.tensor2d(recording, [1, DIM]);

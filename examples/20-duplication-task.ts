@@ -174,7 +174,7 @@ async function train(kind: AttentionKind): Promise<Trained> {
   const model = buildModel(kind);
   const optimizer = tf.train.adam(settings.learningRate);
   model.compile({ optimizer, loss: copyLoss, metrics: [copyAccuracy] });
-  const random = uniformStream(`${settings.seed}:train-data`);
+  const random = uniformStream(settings.seed, 'train-data');
   const dataset = tf.data.generator(function* () {
     for (;;) yield batchTensors(Array.from({ length: settings.batchSize }, () => duplicationSequence(random)));
   });
@@ -215,7 +215,7 @@ async function load(kind: AttentionKind, directory: string): Promise<Trained> {
   return { kind, weights, seconds: null, finalLoss: null, finalAccuracy: null };
 }
 
-const evalRandom = uniformStream(`${settings.seed}:eval-data`);
+const evalRandom = uniformStream(settings.seed, 'eval-data');
 const evalBatches = Array.from({ length: Math.ceil(settings.evalSequences / EVAL_BATCH) }, (_, i) =>
   batchTensors(Array.from({ length: Math.min(EVAL_BATCH, settings.evalSequences - i * EVAL_BATCH) }, () => duplicationSequence(evalRandom))),
 );

@@ -12,8 +12,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
 import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
-import { nextSeed, uniformStream, type Uniform } from '../src/random.js';
-import { assertNonNegativeInteger, assertPositiveInteger, assertRate, shapeString } from '../src/validate.js';
+import { assertSeed, freshSeed, initializerSeed, nextSeed, uniformStream, type Seed, type Uniform } from '../src/random.js';
+import { assertPositiveInteger, assertRate, shapeString } from '../src/validate.js';
 
 type Shape = (number | null)[];
 
@@ -34,7 +34,7 @@ export interface ChunkedFeedForwardArgs extends LayerArgs {
   /** Add biases to both dense maps. Default true. */
   useBias?: boolean;
   /** Seed of the weight initialisers and the dropout masks. Default: drawn at construction (and saved in the config). */
-  seed?: number;
+  seed?: Seed;
 }
 
 /** Per-call settings, for recomputation (reversible blocks). */
@@ -42,7 +42,7 @@ export interface FeedForwardOptions {
   /** Training mode: dropout on. Default false. */
   training?: boolean;
   /** Seed of this call's dropout mask (training mode). Default: the next from the layer's stream. */
-  callSeed?: number;
+  callSeed?: Seed;
 }
 
 /** Options of {@link ChunkedFeedForward.feedForwardSlice}. */
@@ -99,7 +99,7 @@ const TWO_TO_32 = 4294967296;
  * batch row, position, unit) only, so any slicing gives the same mask.
  */
 export function positionDropoutScales(
-  seed: number,
+  seed: Seed,
   shape: [number, number, number],
   positionOffset: number,
   rate: number,
@@ -138,7 +138,7 @@ export class ChunkedFeedForward extends tfl.layers.Layer {
   readonly chunkLength: number | undefined;
   readonly dropout: number;
   readonly useBias: boolean;
-  readonly seed: number;
+  readonly seed: Seed;
   /** U, known once built. */
   units = 0;
   private readonly trainingStream: Uniform;
@@ -161,9 +161,9 @@ export class ChunkedFeedForward extends tfl.layers.Layer {
     this.dropout = args.dropout ?? 0;
     assertRate(who, 'dropout', this.dropout);
     this.useBias = args.useBias ?? true;
-    this.seed = args.seed ?? Math.floor(Math.random() * 0x7fffffff);
-    assertNonNegativeInteger(who, 'seed', this.seed);
-    this.trainingStream = uniformStream(`${this.seed}:training`);
+    this.seed = args.seed ?? freshSeed();
+    assertSeed(who, this.seed);
+    this.trainingStream = uniformStream(this.seed, 'training');
   }
 
   override build(inputShape: Shape | Shape[]): void {
@@ -173,7 +173,7 @@ export class ChunkedFeedForward extends tfl.layers.Layer {
     }
     const modelSize = shape[2];
     this.units = this.unitsArg ?? 4 * modelSize;
-    const init = (salt: number) => tfl.initializers.glorotUniform({ seed: (this.seed * 7919 + salt) % 0x7fffffff });
+    const init = (salt: number) => tfl.initializers.glorotUniform({ seed: initializerSeed(this.seed, salt) });
     this.hiddenKernel = this.addWeight('hidden/kernel', [modelSize, this.units], 'float32', init(1));
     this.outKernel = this.addWeight('out/kernel', [this.units, modelSize], 'float32', init(2));
     if (this.useBias) {

@@ -16,7 +16,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type { NBuckets } from '../src/hashing.js';
-import { nextSeed, uniformStream } from '../src/random.js';
+import { assertSeed, freshSeed, nextSeed, uniformStream, type Seed } from '../src/random.js';
 import { assertNonNegativeInteger, assertPositiveInteger, assertRate } from '../src/validate.js';
 import { ChunkedFeedForward, type FeedForwardActivation } from './chunked_feed_forward.js';
 import { AxialPositionEmbedding, PositionEmbedding } from './position_embeddings.js';
@@ -72,7 +72,7 @@ export interface ReformerLMArgs {
   /** Recompute activations in the backward pass (memory independent of depth). Default true. */
   reversible?: boolean;
   /** Seed of every initialiser, rotation and dropout mask. Default: drawn once. */
-  seed?: number;
+  seed?: Seed;
   /** The model's name. Default: tfjs-layers' automatic one. */
   name?: string;
 }
@@ -112,9 +112,9 @@ export function reformerLM(args: ReformerLMArgs): tfl.LayersModel {
     if (kind !== 'lsh' && kind !== 'full') throw new Error(`${who}: attention[${i}] must be 'lsh' or 'full', got ${String(kind)}`);
   });
   if (args.attentionDropout !== undefined) assertRate(who, 'attentionDropout', args.attentionDropout);
-  const seed = args.seed ?? Math.floor(Math.random() * 0x7fffffff);
-  assertNonNegativeInteger(who, 'seed', seed);
-  const seeds = uniformStream(`${seed}:reformerLM`);
+  const seed = args.seed ?? freshSeed();
+  assertSeed(who, seed);
+  const seeds = uniformStream(seed, 'reformerLM');
 
   const common = { numHeads: args.numHeads ?? 4, headDim: args.headDim, causal: true, dropout: args.attentionDropout ?? 0 };
   const blocks = perLayer.map((kind) => ({
@@ -216,7 +216,7 @@ export interface GenerateOptions {
   /** 0: greedy (the most likely token). > 0: sample from softmax(logits / temperature). Default 0. */
   temperature?: number;
   /** Seed of the sampling: the same seed, the same continuation. Default: fresh randomness. */
-  seed?: number;
+  seed?: Seed;
   /** The most recent tokens fed to the model at each step. Default: the model's position-embedding length (else all). */
   contextLength?: number;
 }

@@ -12,7 +12,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
 import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
-import { assertNonNegativeInteger, assertPositiveInteger, shapeString } from '../src/validate.js';
+import { assertSeed, freshSeed, initializerSeed, type Seed } from '../src/random.js';
+import { assertPositiveInteger, shapeString } from '../src/validate.js';
 
 type Shape = (number | null)[];
 
@@ -21,7 +22,7 @@ interface PositionEmbeddingBaseArgs extends LayerArgs {
   /** Standard deviation of the (normal) initial values. Default 0.02. */
   stddev?: number;
   /** Seed of the initialiser. Default: drawn at construction (and saved in the config). */
-  seed?: number;
+  seed?: Seed;
 }
 
 /** Arguments of {@link PositionEmbedding}. */
@@ -62,14 +63,14 @@ function dataShape(who: string, inputShape: Shape | Shape[]): Shape {
 /** The base: shapes, masks, the call; subclasses supply the [T_max, M] table. */
 abstract class PositionEmbeddingBase extends tfl.layers.Layer {
   readonly stddev: number;
-  readonly seed: number;
+  readonly seed: Seed;
 
   constructor(args: PositionEmbeddingBaseArgs, who: string) {
     super(args);
     this.stddev = args.stddev ?? 0.02;
     if (!(this.stddev >= 0)) throw new Error(`${who}: stddev must be a number ≥ 0, got ${String(args.stddev)}`);
-    this.seed = args.seed ?? Math.floor(Math.random() * 0x7fffffff);
-    assertNonNegativeInteger(who, 'seed', this.seed);
+    this.seed = args.seed ?? freshSeed();
+    assertSeed(who, this.seed);
     this.supportsMasking = true;
   }
 
@@ -80,7 +81,7 @@ abstract class PositionEmbeddingBase extends tfl.layers.Layer {
   abstract positionTable(length: number): tf.Tensor2D;
 
   protected initializer(salt: number): ReturnType<typeof tfl.initializers.randomNormal> {
-    return tfl.initializers.randomNormal({ mean: 0, stddev: this.stddev, seed: (this.seed * 7919 + salt) % 0x7fffffff });
+    return tfl.initializers.randomNormal({ mean: 0, stddev: this.stddev, seed: initializerSeed(this.seed, salt) });
   }
 
   override computeOutputShape(inputShape: Shape | Shape[]): Shape {

@@ -27,8 +27,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
 import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
-import { nextSeed, uniformStream, type Uniform } from '../src/random.js';
-import { assertNonNegativeInteger, shapeString } from '../src/validate.js';
+import { assertSeed, freshSeed, nextSeed, uniformStream, type Seed, type Uniform } from '../src/random.js';
+import { shapeString } from '../src/validate.js';
 import { ChunkedFeedForward, mapPositionChunks } from './chunked_feed_forward.js';
 import { SelfAttentionBase } from './self_attention.js';
 
@@ -69,7 +69,7 @@ export interface ReversibleStackArgs extends LayerArgs {
    * Seed of the per-call seeds (hash rotations and dropout masks in
    * training). Default: drawn at construction (and saved in the config).
    */
-  seed?: number;
+  seed?: Seed;
 }
 
 /** Per-call settings of {@link ReversibleStack.forward}. */
@@ -77,7 +77,7 @@ export interface ReversibleStackOptions {
   /** Training mode: fresh rotations and dropout, from `callSeed`. Default false. */
   training?: boolean;
   /** Seed of this call's rotations and dropout masks (training). Default: the next from the stack's stream. */
-  callSeed?: number;
+  callSeed?: Seed;
   /** Override the stack's `reversible` for this call. Default: the stack's. */
   reversible?: boolean;
   /** Padding mask, float [B, T] (1 keep, 0 pad). Default: none. */
@@ -154,7 +154,7 @@ export class ReversibleStack extends tfl.layers.Layer {
   readonly layerNorm: boolean;
   readonly combine: ReversibleCombine;
   readonly reversible: boolean;
-  readonly seed: number;
+  readonly seed: Seed;
   private readonly trainingStream: Uniform;
   private norms: Array<{ attention: NormWeights; feedForward: NormWeights } | null> = [];
 
@@ -191,9 +191,9 @@ export class ReversibleStack extends tfl.layers.Layer {
       throw new Error(`${who}: combine must be 'concat' or 'mean', got ${String(args.combine)}`);
     }
     this.reversible = args.reversible ?? true;
-    this.seed = args.seed ?? Math.floor(Math.random() * 0x7fffffff);
-    assertNonNegativeInteger(who, 'seed', this.seed);
-    this.trainingStream = uniformStream(`${this.seed}:training`);
+    this.seed = args.seed ?? freshSeed();
+    assertSeed(who, this.seed);
+    this.trainingStream = uniformStream(this.seed, 'training');
     this.supportsMasking = true;
   }
 
@@ -307,7 +307,7 @@ export class ReversibleStack extends tfl.layers.Layer {
 
   /** Per-block seeds of a call (unused in inference). */
   private blockSeeds(callSeed: number): BlockSeeds[] {
-    const stream = uniformStream(`${callSeed}:blocks`);
+    const stream = uniformStream(callSeed, 'blocks');
     return this.blocks.map(() => ({ attention: nextSeed(stream), feedForward: nextSeed(stream) }));
   }
 

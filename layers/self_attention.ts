@@ -13,9 +13,9 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
 import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
 import { fullAttention, lshAttention, resolveLSHSettings, validLength } from '../src/attention.js';
-import { randomRotations, type HashFamily, type NBuckets } from '../src/hashing.js';
-import { nextSeed, uniformStream, type Uniform } from '../src/random.js';
-import { assertNonNegativeInteger, assertPositiveInteger, assertRate, shapeString } from '../src/validate.js';
+import { randomRotations, type HashFamilyName, type NBuckets } from '../src/hashing.js';
+import { assertSeed, freshSeed, initializerSeed, nextSeed, purposeSeed, uniformStream, type Seed, type Uniform } from '../src/random.js';
+import { assertPositiveInteger, assertRate, shapeString } from '../src/validate.js';
 
 type Shape = (number | null)[];
 
@@ -36,7 +36,7 @@ export interface SelfAttentionArgs extends LayerArgs {
    * the same seed makes the same layer. Default: drawn at construction
    * (and saved in the config, so a reloaded layer behaves the same).
    */
-  seed?: number;
+  seed?: Seed;
 }
 
 /** Arguments of {@link LSHSelfAttention}. */
@@ -52,7 +52,7 @@ export interface LSHSelfAttentionArgs extends SelfAttentionArgs {
   /** Chunks after its own that each chunk attends to. Default 0. */
   numChunksAfter?: number;
   /** 'rotation' (the Reformer's angular LSH) or 'simhash' (random hyperplanes; K a power of two). Default 'rotation'. */
-  hashFamily?: HashFamily;
+  hashFamily?: HashFamilyName;
 }
 
 /** Per-call settings the layers expose for recomputation (reversible blocks). */
@@ -60,7 +60,7 @@ export interface AttendOptions {
   /** Training mode: fresh rotations and dropout. Default false. */
   training?: boolean;
   /** Seed for this call's rotations and dropout (training mode). Default: the next from the layer's stream. */
-  callSeed?: number;
+  callSeed?: Seed;
 }
 
 /** The base: weights, shapes, masks and padding; subclasses supply the attention. */
@@ -70,7 +70,7 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
   readonly causal: boolean;
   readonly dropout: number;
   readonly useBias: boolean;
-  readonly seed: number;
+  readonly seed: Seed;
   /** The stream of per-step seeds in training. */
   protected readonly trainingStream: Uniform;
   protected headDim = 0;
@@ -91,9 +91,9 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
     this.dropout = args.dropout ?? 0;
     assertRate(who, 'dropout', this.dropout);
     this.useBias = args.useBias ?? false;
-    this.seed = args.seed ?? Math.floor(Math.random() * 0x7fffffff);
-    assertNonNegativeInteger(who, 'seed', this.seed);
-    this.trainingStream = uniformStream(`${this.seed}:training`);
+    this.seed = args.seed ?? freshSeed();
+    assertSeed(who, this.seed);
+    this.trainingStream = uniformStream(this.seed, 'training');
     this.supportsMasking = true;
   }
 
@@ -118,7 +118,7 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
       );
     }
     const inner = this.numHeads * this.headDim;
-    const init = (salt: number) => tfl.initializers.glorotUniform({ seed: (this.seed * 7919 + salt) % 0x7fffffff });
+    const init = (salt: number) => tfl.initializers.glorotUniform({ seed: initializerSeed(this.seed, salt) });
     this.qkKernel = this.addWeight('qk/kernel', [modelSize, inner], 'float32', init(1));
     this.vKernel = this.addWeight('v/kernel', [modelSize, inner], 'float32', init(2));
     this.outKernel = this.addWeight('out/kernel', [inner, modelSize], 'float32', init(3));
@@ -248,7 +248,7 @@ export class LSHSelfAttention extends SelfAttentionBase {
   readonly nBuckets: NBuckets | undefined;
   readonly numChunksBefore: number;
   readonly numChunksAfter: number;
-  readonly hashFamily: HashFamily;
+  readonly hashFamily: HashFamilyName;
 
   constructor(args: LSHSelfAttentionArgs = {}) {
     super(args, 'LSHSelfAttention');
@@ -275,7 +275,7 @@ export class LSHSelfAttention extends SelfAttentionBase {
   }
 
   protected attend(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions): tf.Tensor4D {
-    const [batch, , length, depth] = qk.shape;
+    const [batch, , length, dim] = qk.shape;
     const padded = validLength(length, this.nHashes, this.chunkLength);
     const extra = padded - length;
     let paddedMask = mask;
@@ -290,11 +290,11 @@ export class LSHSelfAttention extends SelfAttentionBase {
     // Inference: rotations fixed by the layer's seed. Training: fresh ones each call.
     const seed = training ? this.callSeed(options) : undefined;
     const rotations = randomRotations({
-      depth,
+      dim,
       nHashes: this.nHashes,
       nBuckets,
       hashFamily: this.hashFamily,
-      seed: seed === undefined ? `${this.seed}:inference` : `${seed}:rotations`,
+      seed: seed === undefined ? purposeSeed(this.seed, 'inference') : purposeSeed(seed, 'rotations'),
     });
     const out = lshAttention(qk, v, {
       rotations,

@@ -16,7 +16,7 @@ import {
   randomRotations,
   rotationColumns,
   totalBuckets,
-  type HashFamily,
+  type HashFamilyName,
   type NBuckets,
 } from './hashing.js';
 import { batchMatMul } from './kernels/batch_matmul.js';
@@ -50,7 +50,7 @@ export interface AttentionOptions {
   /** Dropout rate on the attention weights, in [0, 1). Default 0 (none). */
   dropout?: number;
   /** Seed of the dropout mask, so a recomputation can reproduce it. Default: random. */
-  dropoutSeed?: number;
+  dropoutSeed?: Seed;
   /**
    * Refuse calls estimated to need more than this many bytes. Default: 3.25
    * GiB on wasm (its heap corrupts past ≈3.6 GiB), 16 GiB elsewhere.
@@ -81,7 +81,7 @@ export interface LSHAttentionOptions extends AttentionOptions {
    * The hash family: 'rotation' (the Reformer's angular LSH) or 'simhash'
    * (log2 K random-hyperplane sign bits; K a power of two). Default 'rotation'.
    */
-  hashFamily?: HashFamily;
+  hashFamily?: HashFamilyName;
   /**
    * Logit elements per block of chunks: bounds the memory of a call (the
    * result does not depend on it). Default {@link BLOCK_LOGITS} (1M, 4 MiB per tensor).
@@ -96,7 +96,7 @@ export interface ResolvedLSHSettings {
   chunkLength: number;
   numChunksBefore: number;
   numChunksAfter: number;
-  hashFamily: HashFamily;
+  hashFamily: HashFamilyName;
 }
 
 /** Default chunk length (design §9). */
@@ -122,7 +122,7 @@ function gcd(a: number, b: number): number {
 export function resolveLSHSettings(
   who: string,
   length: number,
-  depth: number,
+  dim: number,
   options: Pick<
     LSHAttentionOptions,
     'nBuckets' | 'nHashes' | 'chunkLength' | 'numChunksBefore' | 'numChunksAfter' | 'rotations' | 'hashFamily'
@@ -156,10 +156,10 @@ export function resolveLSHSettings(
   if (hashFamily === 'simhash') rotationColumns(nBuckets, 'simhash'); // validates a power of two
   if (rotations) {
     assertRank(who, 'rotations', rotations, 3, '[D, R, K/2]');
-    const expected = [depth, nHashes, rotationColumns(nBuckets, hashFamily)];
+    const expected = [dim, nHashes, rotationColumns(nBuckets, hashFamily)];
     if (rotations.shape.some((d, i) => d !== expected[i])) {
       throw new Error(
-        `${who}: rotations must have shape [D, nHashes, ${hashFamily === 'simhash' ? 'log2 K' : 'ΣK/2'}] = ${shapeString(expected)} for D=${depth}, ` +
+        `${who}: rotations must have shape [D, nHashes, ${hashFamily === 'simhash' ? 'log2 K' : 'ΣK/2'}] = ${shapeString(expected)} for D=${dim}, ` +
           `nHashes=${nHashes}, nBuckets=${JSON.stringify(nBuckets)}, got ${shapeString(rotations.shape)}`,
       );
     }
@@ -188,7 +188,7 @@ function checkInputs(
   assertRank(who, 'v', v, 4, '[B, H, T, Dv]');
   assertFloat(who, 'qk', qk);
   assertFloat(who, 'v', v);
-  const [batch, heads, length, depth] = qk.shape;
+  const [batch, heads, length, dim] = qk.shape;
   if (v.shape[0] !== batch || v.shape[1] !== heads || v.shape[2] !== length) {
     throw new Error(
       `${who}: v must match qk in B, H and T: qk is ${shapeString(qk.shape)} [B, H, T, D], ` +
@@ -199,21 +199,21 @@ function checkInputs(
     ['B', batch],
     ['H', heads],
     ['T', length],
-    ['D', depth],
+    ['D', dim],
     ['Dv', v.shape[3]],
   ] as const) {
     assertPositiveInteger(who, `the size ${what} of the inputs`, size);
   }
   if (options.mask !== undefined) checkMask(who, options.mask, batch, length);
   if (options.dropout !== undefined) assertRate(who, 'dropout', options.dropout);
-  return [batch, heads, length, depth, v.shape[3] as number];
+  return [batch, heads, length, dim, v.shape[3] as number];
 }
 
 /** Unit-length keys: k = x / sqrt(mean(x²) + ε) / sqrt(D). Shape preserved. */
 function normaliseKeys(x: tf.Tensor): tf.Tensor {
-  const depth = x.shape[x.rank - 1];
+  const dim = x.shape[x.rank - 1];
   const meanSquare = tf.mean(tf.square(x), -1, true);
-  return tf.mul(x, tf.mul(tf.rsqrt(tf.add(meanSquare, KEY_NORM_EPSILON)), 1 / Math.sqrt(depth)));
+  return tf.mul(x, tf.mul(tf.rsqrt(tf.add(meanSquare, KEY_NORM_EPSILON)), 1 / Math.sqrt(dim)));
 }
 
 
@@ -252,7 +252,7 @@ const FULL_TAPE_BYTES_PER_LOGIT = 80;
  * backward pass when `recording` (a gradient tape keeps every block).
  */
 export function estimateLSHAttentionBytes(
-  shape: { batch: number; heads: number; length: number; depth: number; valueDepth: number },
+  shape: { batch: number; heads: number; length: number; dim: number; valueDim: number },
   settings: ResolvedLSHSettings,
   recording = false,
 ): number {
@@ -266,29 +266,29 @@ export function estimateLSHAttentionBytes(
   const blockRows = blockChunks * (settings.chunkLength + window);
   const batchItems = Math.min(plan.groupsPerBatch, groups) * items;
   if (recording) {
-    return LSH_TAPE_BYTES_PER_LOGIT * groups * items * window + 16 * groups * shape.length * (shape.depth + shape.valueDepth);
+    return LSH_TAPE_BYTES_PER_LOGIT * groups * items * window + 16 * groups * shape.length * (shape.dim + shape.valueDim);
   }
   return (
     4 *
     (10 * blockLogits + // logits, masks, softmax
-      3 * blockRows * (shape.depth + shape.valueDepth) + // gathered queries, keys, values
-      4 * batchItems * (shape.valueDepth + 4) + // per-round outputs, sorted and un-sorted, and indices
-      3 * groups * shape.length * (shape.depth + 2 * shape.valueDepth) + // inputs and output
+      3 * blockRows * (shape.dim + shape.valueDim) + // gathered queries, keys, values
+      4 * batchItems * (shape.valueDim + 4) + // per-round outputs, sorted and un-sorted, and indices
+      3 * groups * shape.length * (shape.dim + 2 * shape.valueDim) + // inputs and output
       3 * groups * items) // buckets and sort
   );
 }
 
 /** Bytes estimate of a fullAttention call: forward (heads one at a time), or with its backward pass when `recording`. */
 export function estimateFullAttentionBytes(
-  shape: { batch: number; heads: number; length: number; depth: number; valueDepth: number },
+  shape: { batch: number; heads: number; length: number; dim: number; valueDim: number },
   recording = false,
 ): number {
   const groups = shape.batch * shape.heads;
   if (recording) {
-    return FULL_TAPE_BYTES_PER_LOGIT * groups * shape.length * shape.length + 16 * groups * shape.length * (shape.depth + shape.valueDepth);
+    return FULL_TAPE_BYTES_PER_LOGIT * groups * shape.length * shape.length + 16 * groups * shape.length * (shape.dim + shape.valueDim);
   }
   // [T, T]: the mask, and one head's logits and weights, with the softmax's working copies (+ slack).
-  return 4 * (5 * shape.length * shape.length + 4 * groups * shape.length * (shape.depth + shape.valueDepth));
+  return 4 * (5 * shape.length * shape.length + 4 * groups * shape.length * (shape.dim + shape.valueDim));
 }
 
 /** The host-side sort of one call: what the blocks are built from. */
@@ -376,12 +376,12 @@ function buildBlock(
  */
 export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttentionOptions = {}): tf.Tensor4D {
   const who = 'lshAttention';
-  const [batch, heads, length, depth, valueDepth] = checkInputs(who, qk, v, options);
-  const settings = resolveLSHSettings(who, length, depth, options);
+  const [batch, heads, length, dim, valueDim] = checkInputs(who, qk, v, options);
+  const settings = resolveLSHSettings(who, length, dim, options);
   const { nHashes, nBuckets, chunkLength, numChunksBefore, numChunksAfter, hashFamily } = settings;
   guardMemory(
     who,
-    estimateLSHAttentionBytes({ batch, heads, length, depth, valueDepth }, settings, recordingGradients()),
+    estimateLSHAttentionBytes({ batch, heads, length, dim, valueDim }, settings, recordingGradients()),
     `B·H·R·T = ${batch * heads * nHashes * length} queries × ${chunkLength * (1 + numChunksBefore + numChunksAfter)} keys`,
     'Use fewer heads or a smaller batch per call, fewer rounds (nHashes), or a smaller chunkLength',
     options.memoryLimitBytes,
@@ -396,7 +396,7 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
 
     // 1–2. Hash (int32 [B, H, R, T], padding → bucket K) and sort; the sort goes to the host.
     const buckets = tf.tidy(() => {
-      const rotations = options.rotations ?? randomRotations({ depth, nHashes, nBuckets, seed: options.seed, hashFamily });
+      const rotations = options.rotations ?? randomRotations({ dim, nHashes, nBuckets, seed: options.seed, hashFamily });
       return hashBuckets(detach(qk), rotations, { nBuckets, mask: options.mask, hashFamily });
     });
     // The sort is integer work: a counting sort on the host (the same order as sortItems).
@@ -405,8 +405,8 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
       padding: options.mask ? (options.mask.dataSync() as Float32Array) : null,
     };
     const dims = { heads, length, items, numChunks, chunkLength, before: numChunksBefore, after: numChunksAfter };
-    const qkRows = tf.reshape(qk, [groups * length, depth]) as tf.Tensor2D;
-    const vRows = tf.reshape(v, [groups * length, valueDepth]) as tf.Tensor2D;
+    const qkRows = tf.reshape(qk, [groups * length, dim]) as tf.Tensor2D;
+    const vRows = tf.reshape(v, [groups * length, valueDim]) as tf.Tensor2D;
     const plan = planBlocks(numChunks, chunkLength, window, options.blockLogits);
 
     // 3–5. Per batch of groups: blocks of chunks attend; un-sort; combine rounds.
@@ -431,9 +431,9 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
             const count = chunks.length;
             const queryRows = tf.tensor1d(block.queryRows, 'int32');
             const keyRows = tf.tensor1d(block.keyRows, 'int32');
-            const queries = tf.reshape(gatherRowsSummed(qkRows, queryRows), [count, chunkLength, depth]);
-            const keys = normaliseKeys(tf.reshape(gatherRowsSummed(qkRows, keyRows), [count, window, depth]));
-            const values = tf.reshape(gatherRowsSummed(vRows, keyRows), [count, window, valueDepth]) as tf.Tensor3D;
+            const queries = tf.reshape(gatherRowsSummed(qkRows, queryRows), [count, chunkLength, dim]);
+            const keys = normaliseKeys(tf.reshape(gatherRowsSummed(qkRows, keyRows), [count, window, dim]));
+            const values = tf.reshape(gatherRowsSummed(vRows, keyRows), [count, window, valueDim]) as tf.Tensor3D;
             // Many small products: batchMatMul (our SIMD kernel on wasm, tf.matMul elsewhere).
             const logits = batchMatMul(queries as tf.Tensor3D, keys as tf.Tensor3D, false, true); // [n, C, L]
             // Masks and softmax in one kernel on wasm (plain tf ops elsewhere): fill replaces masked logits.
@@ -442,7 +442,7 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
             const weights = dropout > 0 ? (tf.dropout(softmax.weights, dropout, undefined, seed) as tf.Tensor3D) : softmax.weights;
             const out = batchMatMul(weights, values);
             return [
-              tf.reshape(out, [count * chunkLength, valueDepth]),
+              tf.reshape(out, [count * chunkLength, valueDim]),
               tf.reshape(tf.concat([rowMax, logSum], 2), [count * chunkLength, 2]),
             ];
           });
@@ -471,13 +471,13 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
           const toSortedT = tf.tensor1d(toSorted, 'int32');
           const unsort = (blocks: tf.Tensor[]) =>
             permuteRows((blocks.length === 1 ? blocks[0] : concatMany(blocks)) as tf.Tensor2D, toItemsT, toSortedT);
-          return combineRounds(unsort(blockOutputs), unsort(blockStats), batchGroups * length, nHashes, valueDepth);
+          return combineRounds(unsort(blockOutputs), unsort(blockStats), batchGroups * length, nHashes, valueDim);
         }),
       );
       tf.dispose([...blockOutputs, ...blockStats]);
     }
     const combined = outputs.length === 1 ? outputs[0] : concatMany(outputs);
-    return tf.reshape(combined, [batch, heads, length, valueDepth]) as tf.Tensor4D;
+    return tf.reshape(combined, [batch, heads, length, valueDim]) as tf.Tensor4D;
   });
 }
 
@@ -487,7 +487,7 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
  * exp(lse_r − logsumexp_r(lse)), computed on differences of the maxima so
  * float32 keeps its precision (design §5).
  */
-function combineRounds(outputs: tf.Tensor2D, stats: tf.Tensor2D, positions: number, nHashes: number, valueDepth: number): tf.Tensor {
+function combineRounds(outputs: tf.Tensor2D, stats: tf.Tensor2D, positions: number, nHashes: number, valueDim: number): tf.Tensor {
   if (nHashes === 1) return outputs;
   const [roundMax, roundLogSum] = tf.split(tf.reshape(stats, [positions, nHashes, 2]), 2, 2).map((t) => tf.reshape(t, [positions, nHashes]));
   const relative = tf.add(tf.sub(roundMax, tf.max(roundMax, 1, true)), roundLogSum); // [P, R]
@@ -495,9 +495,9 @@ function combineRounds(outputs: tf.Tensor2D, stats: tf.Tensor2D, positions: numb
   // [P, 1, R]·[P, R, Dv] → [P, 1, Dv]: the weighted sum as many small products.
   const weighted = batchMatMul(
     tf.reshape(roundWeights, [positions, 1, nHashes]) as tf.Tensor3D,
-    tf.reshape(outputs, [positions, nHashes, valueDepth]) as tf.Tensor3D,
+    tf.reshape(outputs, [positions, nHashes, valueDim]) as tf.Tensor3D,
   );
-  return tf.reshape(weighted, [positions, valueDepth]);
+  return tf.reshape(weighted, [positions, valueDim]);
 }
 
 /** Concatenates many tensors along axis 0 in groups (one concat of thousands overflows the call stack). */
@@ -536,10 +536,10 @@ function fullMasks(length: number, causal: boolean, padding: ArrayLike<number> |
  */
 export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: AttentionOptions = {}): tf.Tensor4D {
   const who = 'fullAttention';
-  const [batch, heads, length, depth, valueDepth] = checkInputs(who, qk, v, options);
+  const [batch, heads, length, dim, valueDim] = checkInputs(who, qk, v, options);
   guardMemory(
     who,
-    estimateFullAttentionBytes({ batch, heads, length, depth, valueDepth }, recordingGradients()),
+    estimateFullAttentionBytes({ batch, heads, length, dim, valueDim }, recordingGradients()),
     `B·H·T² = ${(batch * heads * length * length).toExponential(2)} attention logits`,
     'Use lshAttention, a shorter T, or fewer heads or a smaller batch per call',
     options.memoryLimitBytes,
@@ -550,8 +550,8 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: Attentio
   const perHead: tf.Tensor[] = [];
   let maskBatch = -1;
   let fill: tf.Tensor3D | null = null;
-  const qkHeads = tf.reshape(qk, [groups, length * depth]) as tf.Tensor2D;
-  const vHeads = tf.reshape(v, [groups, length * valueDepth]) as tf.Tensor2D;
+  const qkHeads = tf.reshape(qk, [groups, length * dim]) as tf.Tensor2D;
+  const vHeads = tf.reshape(v, [groups, length * valueDim]) as tf.Tensor2D;
   try {
     for (let g = 0; g < groups; g++) {
       // One head at a time, each in its own scope, with 2-D matMuls (the fast kind on wasm).
@@ -565,8 +565,8 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: Attentio
       perHead.push(
         tf.tidy(() => {
           const index = tf.tensor1d([g], 'int32');
-          const query = tf.reshape(gatherRowsSummed(qkHeads, index), [length, depth]) as tf.Tensor2D;
-          const value = tf.reshape(gatherRowsSummed(vHeads, index), [length, valueDepth]) as tf.Tensor2D;
+          const query = tf.reshape(gatherRowsSummed(qkHeads, index), [length, dim]) as tf.Tensor2D;
+          const value = tf.reshape(gatherRowsSummed(vHeads, index), [length, valueDim]) as tf.Tensor2D;
           const keysT = tf.transpose(normaliseKeys(query)) as tf.Tensor2D; // [D, T]
           const logits = tf.reshape(tf.matMul(query, keysT), [1, length, length]) as tf.Tensor3D;
           // The same fused masked softmax as LSH attention (a wasm kernel; tf ops elsewhere).
@@ -579,7 +579,7 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: Attentio
         }),
       );
     }
-    return tf.tidy(() => tf.reshape(tf.concat(perHead, 0), [batch, heads, length, valueDepth]) as tf.Tensor4D);
+    return tf.tidy(() => tf.reshape(tf.concat(perHead, 0), [batch, heads, length, valueDim]) as tf.Tensor4D);
   } finally {
     tf.dispose([...perHead, qkHeads, vHeads]);
     fill?.dispose();

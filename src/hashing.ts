@@ -24,7 +24,7 @@ export type NBuckets = number | number[];
  * - 'simhash' (Charikar's random hyperplanes): log2 K sign bits of x·w_b, packed into an integer;
  *   K must be a power of two.
  */
-export type HashFamily = 'rotation' | 'simhash';
+export type HashFamilyName = 'rotation' | 'simhash';
 
 /** Checks that K = Π Ki is a power of two, as SimHash needs; returns log2 K. */
 function simHashBits(who: string, nBuckets: NBuckets): number {
@@ -61,7 +61,7 @@ export function totalBuckets(nBuckets: NBuckets): number {
 }
 
 /** Rotation columns per round: Σ Ki/2 (rotation hash), or log2 K (SimHash). */
-export function rotationColumns(nBuckets: NBuckets, hashFamily: HashFamily = 'rotation'): number {
+export function rotationColumns(nBuckets: NBuckets, hashFamily: HashFamilyName = 'rotation'): number {
   if (hashFamily === 'simhash') return simHashBits('rotationColumns', nBuckets);
   return (Array.isArray(nBuckets) ? nBuckets : [nBuckets]).reduce((a, b) => a + b / 2, 0);
 }
@@ -90,7 +90,7 @@ export function defaultNBuckets(length: number, chunkLength: number): NBuckets {
 /** Options of {@link randomRotations}. */
 export interface RandomRotationsOptions {
   /** D, the size of the hashed vectors. */
-  depth: number;
+  dim: number;
   /** R, the number of hash rounds. */
   nHashes: number;
   /** K, or its factors [K1, K2, …]. */
@@ -98,24 +98,66 @@ export interface RandomRotationsOptions {
   /** Seed of the Gaussian draw. Default: fresh entropy (not reproducible). */
   seed?: Seed;
   /** The hash family the rotations are for. Default 'rotation'. */
-  hashFamily?: HashFamily;
+  hashFamily?: HashFamilyName;
 }
 
 /**
  * I.i.d. N(0, 1) rotations (or SimHash hyperplanes) for {@link hashBuckets},
  * drawn in JavaScript from a seed so they are the same on every backend.
+ * SimHash hyperplanes are {@link simHashHyperplanes} (unit normals).
  *
  * @returns float32 [D, R, Σ Ki/2] (rotation), or [D, R, log2 K] (SimHash).
  */
 export function randomRotations(options: RandomRotationsOptions): tf.Tensor3D {
   const who = 'randomRotations';
-  assertPositiveInteger(who, 'depth', options.depth);
+  assertPositiveInteger(who, 'dim', options.dim);
   assertPositiveInteger(who, 'nHashes', options.nHashes);
   bucketFactors(who, options.nBuckets);
   const family = options.hashFamily ?? 'rotation';
   const columns = family === 'simhash' ? simHashBits(who, options.nBuckets) : rotationColumns(options.nBuckets);
-  const values = gaussianArray(options.depth * options.nHashes * columns, uniformStream(options.seed));
-  return tf.tensor3d(values, [options.depth, options.nHashes, columns], 'float32');
+  const values =
+    family === 'simhash'
+      ? simHashHyperplanes(options.dim, options.nHashes * columns, options.seed)
+      : gaussianArray(options.dim * options.nHashes * columns, uniformStream(options.seed));
+  return tf.tensor3d(values, [options.dim, options.nHashes, columns], 'float32');
+}
+
+/**
+ * SimHash's random hyperplanes (Charikar): Gaussian directions scaled to unit
+ * length, so a projection x·w is the signed distance of x to the hyperplane
+ * (its sign, the bit, does not depend on the scale). Drawn in JavaScript from
+ * the seed; the attention functions and the hashing library's `SimHash` use
+ * the same draw.
+ *
+ * @param dim D, the size of the hashed vectors.
+ * @param count how many hyperplanes.
+ * @returns [D, count] row-major: column c is hyperplane c's unit normal.
+ */
+export function simHashHyperplanes(dim: number, count: number, seed?: Seed): Float32Array {
+  const values = gaussianArray(dim * count, uniformStream(seed));
+  for (let c = 0; c < count; c++) {
+    let norm = 0;
+    for (let d = 0; d < dim; d++) norm += values[d * count + c] ** 2;
+    norm = Math.sqrt(norm);
+    for (let d = 0; d < dim; d++) values[d * count + c] /= norm;
+  }
+  return values;
+}
+
+/**
+ * SimHash bits and keys from projections: bit j is 1 where projection j > 0,
+ * and each group's `bits` bits pack into one key, Σ_j bit_j · 2^j.
+ *
+ * @param projections float32 [N, G·bits]: group g's bits are columns g·bits … g·bits + bits − 1.
+ * @returns bits int32 [N, G, bits] and keys int32 [N, G], each in [0, 2^bits).
+ */
+export function packSignBits(projections: tf.Tensor2D, groups: number, bits: number): { bits: tf.Tensor3D; keys: tf.Tensor2D } {
+  return tf.tidy(() => {
+    const rows = projections.shape[0];
+    const signBits = tf.reshape(tf.cast(tf.greater(projections, 0), 'int32'), [rows, groups, bits]) as tf.Tensor3D;
+    const powers = tf.tensor1d(Array.from({ length: bits }, (_, j) => 2 ** j), 'int32');
+    return { bits: signBits, keys: tf.sum(tf.mul(signBits, powers), 2) as tf.Tensor2D };
+  });
 }
 
 /** Options of {@link hashBuckets}. */
@@ -128,7 +170,7 @@ export interface HashBucketsOptions {
   /** [B, T], 1 keep, 0 padding: padded positions get the extra bucket K. Default: none. */
   mask?: tf.Tensor2D;
   /** The hash family. Default 'rotation'. */
-  hashFamily?: HashFamily;
+  hashFamily?: HashFamilyName;
 }
 
 /**
@@ -142,15 +184,15 @@ export function hashBuckets(x: tf.Tensor4D, rotations: tf.Tensor3D, options: Has
   const who = 'hashBuckets';
   assertRank(who, 'x', x, 4, '[B, H, T, D]');
   assertRank(who, 'rotations', rotations, 3, '[D, R, K/2]');
-  const [batch, heads, length, depth] = x.shape;
-  const [rotDepth, nHashes, columns] = rotations.shape;
+  const [batch, heads, length, dim] = x.shape;
+  const [rotationsDim, nHashes, columns] = rotations.shape;
   const family = options.hashFamily ?? 'rotation';
   const defaultBuckets = family === 'simhash' ? 2 ** columns : 2 * columns;
   const factors = bucketFactors(who, options.nBuckets ?? defaultBuckets);
   const expectedColumns = family === 'simhash' ? simHashBits(who, factors) : rotationColumns(factors);
-  if (rotDepth !== depth || expectedColumns !== columns) {
+  if (rotationsDim !== dim || expectedColumns !== columns) {
     throw new Error(
-      `${who}: rotations must have shape [D, R, ${family === 'simhash' ? 'log2 K' : 'ΣK/2'}] = [${depth}, R, ${expectedColumns}] for ` +
+      `${who}: rotations must have shape [D, R, ${family === 'simhash' ? 'log2 K' : 'ΣK/2'}] = [${dim}, R, ${expectedColumns}] for ` +
         `x ${shapeString(x.shape)} and nBuckets ${JSON.stringify(options.nBuckets ?? defaultBuckets)}, ` +
         `got ${shapeString(rotations.shape)}`,
     );
@@ -158,22 +200,20 @@ export function hashBuckets(x: tf.Tensor4D, rotations: tf.Tensor3D, options: Has
   if (options.mask !== undefined) checkMask(who, options.mask, batch, length);
   return tf.tidy(() => {
     const rows = batch * heads * length;
-    const x2d = tf.reshape(x, [rows, depth]);
+    const x2d = tf.reshape(x, [rows, dim]);
     let buckets: tf.Tensor | null = null;
     let radix = 1;
     if (family === 'simhash') {
-      // [B·H·T, R·bits]: one 2-D matMul. Bit b is set where x·w_b > 0; bucket = Σ_b bit_b · 2^b.
-      const projected = tf.reshape(tf.matMul(x2d, tf.reshape(rotations, [depth, nHashes * columns])), [rows * nHashes, columns]);
-      const bits = tf.cast(tf.greater(projected, 0), 'int32');
-      const weights = tf.tensor1d(Array.from({ length: columns }, (_, b) => 2 ** b), 'int32');
-      buckets = tf.sum(tf.mul(bits, weights), 1);
+      // [B·H·T, R·bits]: one 2-D matMul; each round's bits pack into its bucket.
+      const projected = tf.matMul(x2d, tf.reshape(rotations, [dim, nHashes * columns])) as tf.Tensor2D;
+      buckets = packSignBits(projected, nHashes, columns).keys; // [B·H·T, R]
       radix = 2 ** columns;
     } else {
       let offset = 0;
       for (const k of factors) {
         // This factor's block of rotations (a small slice), one 2-D matMul: [B·H·T·R, K/2].
         const block = factors.length === 1 ? rotations : tf.slice(rotations, [0, 0, offset], [-1, -1, k / 2]);
-        const projected = tf.reshape(tf.matMul(x2d, tf.reshape(block, [depth, nHashes * (k / 2)])), [rows * nHashes, k / 2]);
+        const projected = tf.reshape(tf.matMul(x2d, tf.reshape(block, [dim, nHashes * (k / 2)])), [rows * nHashes, k / 2]);
         // argmax over [p ; −p] without building it: the first half wins ties, as argmax's first index does.
         const positiveWins = tf.greaterEqual(tf.max(projected, 1), tf.neg(tf.min(projected, 1)));
         const factorBucket = tf.where(

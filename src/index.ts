@@ -27,13 +27,15 @@ export {
   randomRotations,
   rotationColumns,
   totalBuckets,
+  packSignBits,
+  simHashHyperplanes,
   type HashBucketsOptions,
-  type HashFamily,
+  type HashFamilyName,
   type NBuckets,
   type RandomRotationsOptions,
 } from './hashing.js';
 export { availableBytes, formatBytes, guardMemory, recordingGradients, WASM_HEAP_LIMIT_BYTES, DEFAULT_LIMIT_BYTES } from './memory.js';
-export { gaussianArray, nextSeed, uniformStream, type Seed, type Uniform } from './random.js';
+export { MAX_SEED, gaussianArray, nextSeed, purposeSeed, uniformStream, type Seed, type Uniform } from './random.js';
 export { sortItems, sortItemsOnHost, type ItemSort } from './sorting.js';
 export { detach, gatherRows, gatherRowsSummed, permuteRows, stopGradient } from './ops.js';
 export { SEGMENT_SUM_KERNEL_NAME, registerSegmentSumKernels, segmentSum, type RegisterSegmentSumOptions } from './kernels/segment_sum.js';

@@ -5,18 +5,28 @@
  */
 import seedrandom from 'seedrandom';
 
-/** A seed: any string or number; the same seed gives the same stream. */
-export type Seed = string | number;
+/**
+ * A seed: an integer in [0, 2^31 − 1], the range tfjs's initializers and
+ * dropout take and a saved config holds exactly. The same seed gives the same
+ * numbers.
+ */
+export type Seed = number;
+
+/** The largest seed, 2^31 − 1. */
+export const MAX_SEED = 0x7fffffff;
 
 /** A stream of uniform numbers in [0, 1). */
 export type Uniform = () => number;
 
 /**
- * A seeded uniform stream. Without a seed, the stream is seeded from the
- * environment's entropy (different every call).
+ * A seeded uniform stream. `purpose` names one use of the seed, so that
+ * several uses of one seed (a layer's training rotations, its inference
+ * rotations, …) draw independent numbers. Without a seed, the stream is
+ * seeded from the environment's entropy (different every call).
  */
-export function uniformStream(seed?: Seed): Uniform {
-  return seed === undefined ? seedrandom(undefined, { entropy: true }) : seedrandom(String(seed));
+export function uniformStream(seed?: Seed, purpose?: string): Uniform {
+  if (seed === undefined) return seedrandom(undefined, { entropy: true });
+  return seedrandom(purpose === undefined ? String(seed) : `${seed}:${purpose}`);
 }
 
 /**
@@ -37,6 +47,38 @@ export function gaussianArray(size: number, random: Uniform): Float32Array {
 }
 
 /** A new seed drawn from a stream: how a seeded layer makes a fresh seed per step. */
-export function nextSeed(random: Uniform): number {
-  return Math.floor(random() * 0x7fffffff);
+export function nextSeed(random: Uniform): Seed {
+  return Math.floor(random() * MAX_SEED);
+}
+
+/** A seed for one purpose of a seed: the first seed of `uniformStream(seed, purpose)`. */
+export function purposeSeed(seed: Seed, purpose: string): Seed {
+  return nextSeed(uniformStream(seed, purpose));
+}
+
+/**
+ * The seed of a layer's `salt`-th weight initializer. Layers seed each of
+ * their weights differently from one layer seed; the prime multiplier keeps
+ * the weights of layers with neighbouring seeds apart (seed·7919 + salt is
+ * distinct for every seed and salt < 7919).
+ */
+export function initializerSeed(seed: Seed, salt: number): Seed {
+  return (seed * 7919 + salt) % MAX_SEED;
+}
+
+/** A seed drawn from entropy: the default of a seeded object, recorded so it can be saved. */
+export function freshSeed(): Seed {
+  return nextSeed(uniformStream());
+}
+
+/**
+ * Throws unless `seed` is undefined or a {@link Seed} (an integer in [0, 2^31 − 1]).
+ * @param who the caller, for the message.
+ */
+export function assertSeed(who: string, seed: unknown, what = 'seed'): asserts seed is Seed | undefined {
+  if (seed === undefined) return;
+  if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > MAX_SEED) {
+    const shown = typeof seed === 'string' ? `"${seed}"` : typeof seed === 'number' ? String(seed) : typeof seed;
+    throw new Error(`${who}: ${what} must be an integer in [0, ${MAX_SEED}], got ${shown}; pass e.g. ${what}: 1`);
+  }
 }

@@ -95,7 +95,7 @@ describeBackends('LSH properties', () => {
     tf.tidy(() => {
       const x = randomTensor([B, H, T, D], 7) as tf.Tensor4D;
       for (const nBuckets of [2, 8, 64, [4, 6]]) {
-        const rotations = randomRotations({ depth: D, nHashes: 3, nBuckets, seed: 11 });
+        const rotations = randomRotations({ dim: D, nHashes: 3, nBuckets, seed: 11 });
         const mask = paddingMask(9);
         const buckets = hashBuckets(x, rotations, { nBuckets, mask });
         expect(buckets.dtype).toBe('int32');
@@ -125,7 +125,7 @@ describeBackends('LSH properties', () => {
   it('SimHash buckets pack the sign bits of x·w_b', () => {
     tf.tidy(() => {
       const x = randomTensor([1, 2, T, D], 42) as tf.Tensor4D;
-      const hyperplanes = randomRotations({ depth: D, nHashes: 2, nBuckets: 16, seed: 5, hashFamily: 'simhash' });
+      const hyperplanes = randomRotations({ dim: D, nHashes: 2, nBuckets: 16, seed: 5, hashFamily: 'simhash' });
       expect(hyperplanes.shape).toEqual([D, 2, 4]);
       const buckets = hashBuckets(x, hyperplanes, { nBuckets: 16, hashFamily: 'simhash' }).arraySync();
       const xs = x.arraySync();
@@ -143,7 +143,7 @@ describeBackends('LSH properties', () => {
           }
         }
       }
-      expect(() => randomRotations({ depth: D, nHashes: 1, nBuckets: 12, hashFamily: 'simhash' })).toThrow(
+      expect(() => randomRotations({ dim: D, nHashes: 1, nBuckets: 12, hashFamily: 'simhash' })).toThrow(
         /with hashFamily 'simhash', nBuckets must be a power of two, got 12; use e.g. 16/,
       );
     });
@@ -152,7 +152,7 @@ describeBackends('LSH properties', () => {
   it('scale does not change buckets', () => {
     tf.tidy(() => {
       const x = randomTensor([1, 2, T, D], 8) as tf.Tensor4D;
-      const rotations = randomRotations({ depth: D, nHashes: 2, nBuckets: 16, seed: 3 });
+      const rotations = randomRotations({ dim: D, nHashes: 2, nBuckets: 16, seed: 3 });
       expect(Array.from(hashBuckets(tf.mul(x, 3.5) as tf.Tensor4D, rotations).dataSync())).toEqual(
         Array.from(hashBuckets(x, rotations).dataSync()),
       );
@@ -162,7 +162,7 @@ describeBackends('LSH properties', () => {
   it('the sort orders by (round, bucket, position) and un-sort inverts it', () => {
     tf.tidy(() => {
       const x = randomTensor([B, H, T, D], 9) as tf.Tensor4D;
-      const rotations = randomRotations({ depth: D, nHashes: 3, nBuckets: 4, seed: 4 });
+      const rotations = randomRotations({ dim: D, nHashes: 3, nBuckets: 4, seed: 4 });
       const buckets = hashBuckets(x, rotations, { mask: paddingMask(5) });
       const { sortedItems, undoSort } = sortItems(buckets, 4);
       const bucketRows = tf.reshape(buckets, [B * H, 3 * T]).arraySync() as number[][];
@@ -296,7 +296,7 @@ describeBackends('no leaks', () => {
     await expectNoLeaks(() => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(lshAttention(a as tf.Tensor4D, b as tf.Tensor4D, options)))([qk, v]));
     await expectNoLeaks(() => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(fullAttention(a as tf.Tensor4D, b as tf.Tensor4D, { mask })))([qk, v]));
     await expectNoLeaks(() => {
-      const rotations = randomRotations({ depth: D, nHashes: 2, nBuckets: [4, 4], seed: 1 });
+      const rotations = randomRotations({ dim: D, nHashes: 2, nBuckets: [4, 4], seed: 1 });
       const buckets = hashBuckets(qk, rotations, { nBuckets: [4, 4], mask });
       const sort = sortItems(buckets, 16);
       return [rotations, buckets, sort];

@@ -62,13 +62,13 @@ function dot(a: Vector, b: Vector): number {
 
 /** k = x / sqrt(mean(x²) + 1e-6) / sqrt(D): unit length. */
 function normaliseKey(x: Vector): Float64Array {
-  const depth = x.length;
+  const dim = x.length;
   let meanSquare = 0;
-  for (let d = 0; d < depth; d++) meanSquare += x[d] * x[d];
-  meanSquare /= depth;
-  const scale = 1 / Math.sqrt(meanSquare + REFERENCE_KEY_EPSILON) / Math.sqrt(depth);
-  const k = new Float64Array(depth);
-  for (let d = 0; d < depth; d++) k[d] = x[d] * scale;
+  for (let d = 0; d < dim; d++) meanSquare += x[d] * x[d];
+  meanSquare /= dim;
+  const scale = 1 / Math.sqrt(meanSquare + REFERENCE_KEY_EPSILON) / Math.sqrt(dim);
+  const k = new Float64Array(dim);
+  for (let d = 0; d < dim; d++) k[d] = x[d] * scale;
   return k;
 }
 
@@ -106,9 +106,9 @@ function hashOne(x: Vector, rotations: readonly (readonly Vector[])[], round: nu
 
 /** Shape checks shared by hashing and attention. */
 function checkRotations(qk: ReferenceAttentionInput['qk'], rotations: ReferenceLSHInput['rotations'], factors: number[]): number {
-  const depth = qk[0][0][0].length;
+  const dim = qk[0][0][0].length;
   const columns = factors.reduce((a, k) => a + k / 2, 0);
-  if (rotations.length !== depth) throw new Error(`reference: rotations need D = ${depth} rows, got ${rotations.length}`);
+  if (rotations.length !== dim) throw new Error(`reference: rotations need D = ${dim} rows, got ${rotations.length}`);
   const nHashes = rotations[0].length;
   for (const row of rotations) {
     if (row.length !== nHashes) throw new Error('reference: rotations must be [D][R][Σ Ki/2]');

@@ -79,7 +79,7 @@ async function main(): Promise<void> {
   console.log(`${describeBackend()}; MNIST ${n} × ${dim}; ${settings.queries} leave-one-out queries`);
 
   // Queries: distinct database rows, searched with themselves left out.
-  const random = uniformStream('bench-queries');
+  const random = uniformStream(1, 'bench-queries');
   const pool = Array.from({ length: n }, (_, i) => i);
   const queryRows: number[] = [];
   for (let i = 0; i < settings.queries; i++) {

@@ -3,14 +3,14 @@
  * saved, seeded sampling without replacement, and base64 for the float32 and
  * int32 arrays a saved index carries (works in Node and browsers alike).
  */
-import { nextSeed, uniformStream, type Seed, type Uniform } from '../random.js';
+import { freshSeed, type Seed, type Uniform } from '../random.js';
 
 /**
  * The seed to record: the one given, or a fresh one drawn from entropy, so a
  * family built without a seed can still be saved and rebuilt exactly.
  */
 export function resolveSeed(seed: Seed | undefined): Seed {
-  return seed ?? nextSeed(uniformStream());
+  return seed ?? freshSeed();
 }
 
 /**

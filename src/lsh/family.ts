@@ -134,36 +134,6 @@ export function assertIntegerIn(who: string, what: string, value: unknown, min: 
   }
 }
 
-/** Throws unless the seed is a string or a finite number (what can be saved). */
-export function assertSeed(who: string, seed: unknown): asserts seed is Seed | undefined {
-  if (seed !== undefined && typeof seed !== 'string' && !(typeof seed === 'number' && Number.isFinite(seed))) {
-    throw new Error(`${who}: seed must be a string or a finite number, got ${describeValue(seed)}`);
-  }
-}
-
-/**
- * Sign bits and keys from projections: bit = 1 when the projection is > 0,
- * key = Σ_j bit_j · 2^j over each table's b bits.
- * @param projections float32 [N, L·b].
- * @returns bits int32 [N, L, b] and keys int32 [N, L].
- */
-export function signBitsAndKeys(
-  projections: tf.Tensor2D,
-  nTables: number,
-  nBits: number,
-): { bits: tf.Tensor3D; keys: tf.Tensor2D } {
-  return tf.tidy(() => {
-    const n = projections.shape[0];
-    const bits = tf.reshape(tf.cast(tf.greater(projections, 0), 'int32'), [n, nTables, nBits]) as tf.Tensor3D;
-    const powers = tf.tensor1d(
-      Array.from({ length: nBits }, (_, j) => 2 ** j),
-      'int32',
-    );
-    const keys = tf.sum(tf.mul(bits, powers), 2) as tf.Tensor2D; // [N, L]
-    return { bits, keys };
-  });
-}
-
 /**
  * Sign-bit digit scores for multi-probe: [−s, s] per bit, so the argmax is
  * the bit and flipping it costs (2s)².

@@ -18,7 +18,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
-import { uniformStream, type Seed } from '../random.js';
+import { assertSeed, uniformStream, type Seed } from '../random.js';
+import { packSignBits } from '../hashing.js';
 import { assertPositiveInteger, shapeString } from '../validate.js';
 import {
   base64ToFloat32,
@@ -30,10 +31,8 @@ import {
 import {
   MAX_KEY_BITS,
   assertIntegerIn,
-  assertSeed,
   checkVectors,
   emptyRows,
-  signBitsAndKeys,
   signDigitScores,
   type HashFamily,
   type KernelizedLSHJSON,
@@ -372,7 +371,7 @@ export class KernelizedLSH implements HashFamily {
     if (x.shape[0] === 0) return emptyRows([0, this.nTables, this.nBits], 'int32');
     const projections = this.project(x);
     try {
-      return tf.tidy(() => signBitsAndKeys(projections, this.nTables, this.nBits).bits);
+      return tf.tidy(() => packSignBits(projections, this.nTables, this.nBits).bits);
     } finally {
       projections.dispose();
     }
@@ -388,7 +387,7 @@ export class KernelizedLSH implements HashFamily {
     if (x.shape[0] === 0) return emptyRows([0, this.nTables], 'int32');
     const projections = this.project(x);
     try {
-      return tf.tidy(() => signBitsAndKeys(projections, this.nTables, this.nBits).keys);
+      return tf.tidy(() => packSignBits(projections, this.nTables, this.nBits).keys);
     } finally {
       projections.dispose();
     }

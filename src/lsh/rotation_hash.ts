@@ -10,12 +10,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { hashBuckets, randomRotations } from '../hashing.js';
-import type { Seed } from '../random.js';
+import { assertSeed, type Seed } from '../random.js';
 import { assertPositiveInteger } from '../validate.js';
 import { resolveSeed } from './encoding.js';
 import {
   MAX_KEY_BITS,
-  assertSeed,
   checkVectors,
   emptyRows,
   type HashFamily,
@@ -87,7 +86,7 @@ export class RotationHash implements HashFamily {
     this.nTables = nTables;
     this.seed = resolveSeed(options.seed);
     this.rotations = randomRotations({
-      depth: this.dim,
+      dim: this.dim,
       nHashes: nTables,
       nBuckets: this.bucketFactors(),
       seed: this.seed,

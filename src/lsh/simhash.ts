@@ -6,16 +6,15 @@
  * Legend: N vectors, D vector size, L tables, b bits per table.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { gaussianArray, uniformStream, type Seed } from '../random.js';
+import { packSignBits, simHashHyperplanes } from '../hashing.js';
+import { assertSeed, type Seed } from '../random.js';
 import { assertPositiveInteger } from '../validate.js';
 import { resolveSeed } from './encoding.js';
 import {
   MAX_KEY_BITS,
   assertIntegerIn,
-  assertSeed,
   checkVectors,
   emptyRows,
-  signBitsAndKeys,
   signDigitScores,
   type HashFamily,
   type SimHashJSON,
@@ -71,14 +70,7 @@ export class SimHash implements HashFamily {
     this.nTables = nTables;
     this.seed = resolveSeed(options.seed);
     const columns = nTables * nBits;
-    const values = gaussianArray(this.dim * columns, uniformStream(this.seed)); // [D, L·b] row-major
-    for (let c = 0; c < columns; c++) {
-      let norm = 0;
-      for (let d = 0; d < this.dim; d++) norm += values[d * columns + c] ** 2;
-      norm = Math.sqrt(norm);
-      for (let d = 0; d < this.dim; d++) values[d * columns + c] /= norm;
-    }
-    this.hyperplanes = tf.tensor2d(values, [this.dim, columns], 'float32');
+    this.hyperplanes = tf.tensor2d(simHashHyperplanes(this.dim, columns, this.seed), [this.dim, columns], 'float32');
   }
 
   /** M = b. */
@@ -116,7 +108,7 @@ export class SimHash implements HashFamily {
     checkVectors('SimHash.bits', 'x', x, this.dim);
     if (x.shape[0] === 0) return emptyRows([0, this.nTables, this.nBits], 'int32');
     return tf.tidy(() => {
-      const { bits } = signBitsAndKeys(this.project(x), this.nTables, this.nBits);
+      const { bits } = packSignBits(this.project(x), this.nTables, this.nBits);
       return bits;
     });
   }
@@ -129,7 +121,7 @@ export class SimHash implements HashFamily {
   hash(x: tf.Tensor2D): tf.Tensor2D {
     checkVectors('SimHash.hash', 'x', x, this.dim);
     if (x.shape[0] === 0) return emptyRows([0, this.nTables], 'int32');
-    return tf.tidy(() => signBitsAndKeys(this.project(x), this.nTables, this.nBits).keys);
+    return tf.tidy(() => packSignBits(this.project(x), this.nTables, this.nBits).keys);
   }
 
   /**
