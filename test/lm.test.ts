@@ -54,8 +54,9 @@ describeBackends('reformer LM', () => {
     });
     expect(attentionLayers(model).map((layer) => layer.getClassName())).toEqual(['LSHSelfAttention', 'FullSelfAttention']);
     model.compile({ optimizer: tf.train.adam(0.03), loss: lmLoss });
-    // Every phase of the pattern once. (Few rows and epochs: on the cpu backend,
-    // the gradient of LSH attention's row gather, UnsortedSegmentSum, is slow.)
+    // Every phase of the pattern once. (Few rows and epochs: the cpu backend is slow,
+    // and its UnsortedSegmentSum, the embedding's gradient, is quadratic unless
+    // initBackend({ replaceCpuSegmentSum: true }) replaces it.)
     const { inputs, targets } = nextTokenData(
       Array.from({ length: PERIOD }, (_, r) => pattern(r, LENGTH + 1)),
       VOCAB,
