@@ -245,30 +245,7 @@ async function evaluate(model: tf.LayersModel, freshRotations: boolean): Promise
   return { accuracy: perPosition.reduce((a, b) => a + b, 0) / copied, perPosition };
 }
 
-/**
- * tfjs-core 4.22's gradient of Tile runs one Slice and one Add per repetition. The LM's final
- * LayerNormalization (tfjs-layers) tiles its scale and offset to [B, T, 2M] (B·T repetitions each),
- * so that gradient alone launched about 9,000 kernels per training step at B = 8, T = 256: more than
- * half the step's time here. This registers the same gradient as one reshape and one sum; it changes
- * speed only, not values.
- */
-function registerFastTileGradient(): void {
-  tf.registerGradient({
-    kernelName: 'Tile',
-    inputsToSave: ['x'],
-    gradFunc: (dy, saved, attrs) => {
-      const [x] = saved;
-      const { reps } = attrs as unknown as tf.TileAttrs;
-      // dy [r0·s0, r1·s1, …] viewed as [r0, s0, r1, s1, …], summed over the r axes.
-      const split = x.shape.flatMap((size, i) => [reps[i], size]);
-      const repAxes = reps.map((_, i) => 2 * i);
-      return { x: () => tf.reshape(tf.sum(tf.reshape(dy as tf.Tensor, split), repAxes), x.shape) };
-    },
-  });
-}
-
 await initBackend();
-registerFastTileGradient();
 const backend = describeBackend();
 console.log(`backend: ${backend}${quick ? ' (quick run)' : ''}`);
 console.log(

@@ -31,8 +31,8 @@ export {
   type AxialPositionEmbeddingArgs,
   type PositionEmbeddingArgs,
 } from './position_embeddings.js';
+export { LAYER_NORM_EPSILON, LayerNorm, layerNorm, normalizeLastAxis, type LayerNormArgs } from './layer_norm.js';
 export {
-  LAYER_NORM_EPSILON,
   ReversibleStack,
   reversibleStack,
   type ReversibleBlock,

@@ -22,6 +22,7 @@ import { ChunkedFeedForward, type FeedForwardActivation } from './chunked_feed_f
 import { AxialPositionEmbedding, PositionEmbedding } from './position_embeddings.js';
 import { ReversibleStack } from './reversible.js';
 import { FullSelfAttention, LSHSelfAttention, type SelfAttentionBase } from './self_attention.js';
+import { LayerNorm } from './layer_norm.js';
 
 /** The attention of one block. */
 export type AttentionKind = 'lsh' | 'full';
@@ -163,7 +164,7 @@ export function reformerLM(args: ReformerLMArgs): tfl.LayersModel {
     .apply(tokens) as tfl.SymbolicTensor;
   const stack = new ReversibleStack({ blocks, reversible: args.reversible, seed: nextSeed(seeds) });
   const hidden = stack.apply(positions.apply(embedded)) as tfl.SymbolicTensor; // [B, T, 2M]
-  const normed = tfl.layers.layerNormalization({ epsilon: 1e-6 }).apply(hidden) as tfl.SymbolicTensor;
+  const normed = new LayerNorm().apply(hidden) as tfl.SymbolicTensor;
   const logits = tfl.layers
     .dense({ units: args.vocabSize, kernelInitializer: tfl.initializers.glorotUniform({ seed: nextSeed(seeds) }) })
     .apply(normed) as tfl.SymbolicTensor;

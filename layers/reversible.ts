@@ -27,6 +27,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
 import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
+import { normalizeLastAxis } from './layer_norm.js';
 import { assertSeed, freshSeed, nextSeed, uniformStream, type Seed, type Uniform } from '../src/random.js';
 import { shapeString } from '../src/validate.js';
 import { ChunkedFeedForward, mapPositionChunks } from './chunked_feed_forward.js';
@@ -34,8 +35,6 @@ import { SelfAttentionBase } from './self_attention.js';
 
 type Shape = (number | null)[];
 
-/** Added to the variance before normalising (the blocks' layer norms). */
-export const LAYER_NORM_EPSILON = 1e-6;
 
 /** One block: y1 = x1 + F(x2), y2 = x2 + G(y1). */
 export interface ReversibleBlock {
@@ -312,11 +311,7 @@ export class ReversibleStack extends tfl.layers.Layer {
   }
 
   private normalize(weights: NormWeights, x: tf.Tensor3D): tf.Tensor3D {
-    const mean = tf.mean(x, -1, true);
-    const centered = tf.sub(x, mean);
-    const variance = tf.mean(tf.square(centered), -1, true);
-    const normed = tf.mul(centered, tf.rsqrt(tf.add(variance, LAYER_NORM_EPSILON)));
-    return tf.add(tf.mul(normed, weights.gamma.read()), weights.beta.read());
+    return normalizeLastAxis(x, weights.gamma.read() as tf.Tensor1D, weights.beta.read() as tf.Tensor1D);
   }
 
   /** F of block i: [B, T, M] → [B, T, M]. */

@@ -109,7 +109,7 @@ describeBackends('reformer LM', () => {
       'Embedding',
       'PositionEmbedding',
       'ReversibleStack',
-      'LayerNormalization',
+      'LayerNorm',
       'Dense',
     ]);
     expect(setNHashes(model, 2)).toBe(0);
