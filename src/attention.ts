@@ -23,8 +23,8 @@ import { batchMatMul } from './kernels/batch_matmul.js';
 import { maskedSoftmax } from './kernels/masked_softmax.js';
 import { guardMemory, recordingGradients } from './memory.js';
 import { sortItemsOnHost } from './sorting.js';
-import { detach, gatherRowsSummed, permuteRows } from './ops.js';
-import type { Seed } from './random.js';
+import { gatherRows, gatherRowsSummed } from './ops.js';
+import { freshSeed, type Seed } from './random.js';
 import {
   assertFloat,
   assertNonNegativeInteger,
@@ -299,21 +299,40 @@ interface HostSort {
   padding: Float32Array | Int32Array | Uint8Array | null;
 }
 
+/** Sizes a block of chunks is built from. */
+interface BlockDims {
+  heads: number;
+  length: number;
+  nHashes: number;
+  items: number;
+  numChunks: number;
+  chunkLength: number;
+  before: number;
+  after: number;
+}
+
+/** Index and mask arrays of one block of chunks (see {@link buildBlock}). */
+interface Block {
+  /** [n·C] rows of the [G·T, ·] inputs the queries come from (g·T + i). */
+  queryRows: Int32Array;
+  /** [n·C] rows of the position-major round weights [G·T·R] of the queries ((g·T + i)·R + r). */
+  queryItems: Int32Array;
+  /** [n·L] rows of the inputs the keys (and values) come from. */
+  keyRows: Int32Array;
+  /** [n·C·L]: 0 where a logit is kept, else the logit that replaces it. */
+  fill: Float32Array;
+}
+
 /**
  * Index and mask arrays of one block of chunks (built on the host: integer
  * work, no gradient, and much cheaper there than as broadcast tensor ops).
- * fill is 0 where a logit is kept, else the logit that replaces it.
  */
-function buildBlock(
-  host: HostSort,
-  dims: { heads: number; length: number; items: number; numChunks: number; chunkLength: number; before: number; after: number },
-  chunks: Array<[number, number]>,
-  causal: boolean,
-): { queryRows: Int32Array; keyRows: Int32Array; fill: Float32Array } {
-  const { heads, length, items, numChunks, chunkLength, before, after } = dims;
+function buildBlock(host: HostSort, dims: BlockDims, chunks: Array<[number, number]>, causal: boolean): Block {
+  const { heads, length, nHashes, items, numChunks, chunkLength, before, after } = dims;
   const window = chunkLength * (1 + before + after);
   const count = chunks.length;
   const queryRows = new Int32Array(count * chunkLength);
+  const queryItems = new Int32Array(count * chunkLength);
   const keyRows = new Int32Array(count * window);
   const fill = new Float32Array(count * chunkLength * window);
   const queryPositions = new Int32Array(chunkLength);
@@ -325,9 +344,11 @@ function buildBlock(
     const rowBase = group * length;
     const maskBase = Math.floor(group / heads) * length;
     for (let c = 0; c < chunkLength; c++) {
-      const position = host.sorted[sortedBase + chunk * chunkLength + c] % length;
+      const item = host.sorted[sortedBase + chunk * chunkLength + c]; // r·T + i
+      const position = item % length;
       queryPositions[c] = position;
       queryRows[n * chunkLength + c] = rowBase + position;
+      queryItems[n * chunkLength + c] = (rowBase + position) * nHashes + Math.floor(item / length);
     }
     let l = 0;
     for (let shift = -before; shift <= after; shift++) {
@@ -352,7 +373,231 @@ function buildBlock(
       }
     }
   }
-  return { queryRows, keyRows, fill };
+  return { queryRows, queryItems, keyRows, fill };
+}
+
+/**
+ * The blocks of one call, in the order both passes visit them: batches of
+ * groups (un-sorted and combined together), and within a batch, blocks of
+ * chunks. `index` numbers the blocks (it seeds each block's dropout).
+ */
+interface BlockVisit {
+  index: number;
+  chunks: Array<[number, number]>;
+}
+
+function* visitBlocks(groups: [number, number], numChunks: number, plan: BlockPlan, firstIndex: number): Generator<BlockVisit> {
+  let index = firstIndex;
+  // Whole groups fit in a block: one block per batch. Otherwise a group at a time, chunksPerBlock chunks per block.
+  const wholeGroups = plan.chunksPerBlock === numChunks;
+  const spans: Array<[number, number]> = wholeGroups
+    ? [groups]
+    : Array.from({ length: groups[1] - groups[0] }, (_, i) => [groups[0] + i, groups[0] + i + 1]);
+  for (const [first, end] of spans) {
+    for (let j0 = 0; j0 < numChunks; j0 += plan.chunksPerBlock) {
+      const chunks: Array<[number, number]> = [];
+      for (let group = first; group < end; group++) {
+        for (let j = j0; j < Math.min(numChunks, j0 + plan.chunksPerBlock); j++) chunks.push([group, j]);
+      }
+      yield { index: index++, chunks };
+    }
+  }
+}
+
+/** Blocks of one batch of groups [g0, g1) (see {@link visitBlocks}). */
+function blocksPerBatch(groupCount: number, numChunks: number, plan: BlockPlan): number {
+  const perGroupBlocks = Math.ceil(numChunks / plan.chunksPerBlock);
+  return plan.chunksPerBlock === numChunks ? 1 : groupCount * perGroupBlocks;
+}
+
+/** Everything both passes of one lshAttention call share. */
+interface LSHPass {
+  host: HostSort;
+  dims: BlockDims;
+  plan: BlockPlan;
+  groups: number;
+  window: number;
+  dim: number;
+  valueDim: number;
+  causal: boolean;
+  dropout: number;
+  /** Seed of block 0's dropout mask (block b uses dropoutSeed + b). */
+  dropoutSeed: number;
+}
+
+/** The dropout scales of a block (0 or 1 / (1 − rate)), the same in both passes. */
+function dropoutScales(pass: LSHPass, blockIndex: number, shape: [number, number, number]): tf.Tensor3D {
+  return tf.dropout(tf.ones(shape), pass.dropout, undefined, pass.dropoutSeed + blockIndex) as tf.Tensor3D;
+}
+
+/** One block's queries, normalised keys and values, gathered from the input rows. */
+function gatherBlock(pass: LSHPass, block: Block, count: number, qkRows: tf.Tensor2D, vRows: tf.Tensor2D) {
+  const { chunkLength } = pass.dims;
+  const keyRows = tf.tensor1d(block.keyRows, 'int32');
+  const queries = tf.reshape(gatherRows(qkRows, tf.tensor1d(block.queryRows, 'int32')), [count, chunkLength, pass.dim]) as tf.Tensor3D;
+  const rawKeys = tf.reshape(gatherRows(qkRows, keyRows), [count, pass.window, pass.dim]) as tf.Tensor3D;
+  const values = tf.reshape(gatherRows(vRows, keyRows), [count, pass.window, pass.valueDim]) as tf.Tensor3D;
+  return { queries, rawKeys, keys: normaliseKeys(rawKeys) as tf.Tensor3D, values };
+}
+
+/**
+ * The forward pass (no gradient tape inside): every block attends, each
+ * batch of groups is un-sorted and its rounds combined.
+ *
+ * @returns output [G·T, Dv] and the round weights [G·T·R] (position-major),
+ *   which the backward pass needs.
+ */
+function lshForward(pass: LSHPass, qkRows: tf.Tensor2D, vRows: tf.Tensor2D): { output: tf.Tensor2D; roundWeights: tf.Tensor2D } {
+  const { host, dims, plan, groups, valueDim } = pass;
+  const { length, nHashes, items, numChunks, chunkLength } = dims;
+  const outputs: tf.Tensor[] = [];
+  const weights: tf.Tensor[] = [];
+  let firstIndex = 0;
+  for (let g0 = 0; g0 < groups; g0 += plan.groupsPerBatch) {
+    const g1 = Math.min(groups, g0 + plan.groupsPerBatch);
+    const blockOutputs: tf.Tensor[] = []; // [n·C, Dv] per block, sorted order
+    const blockStats: tf.Tensor[] = []; // [n·C, 2]: row maximum, log-sum
+    for (const { index, chunks } of visitBlocks([g0, g1], numChunks, plan, firstIndex)) {
+      const block = buildBlock(host, dims, chunks, pass.causal);
+      // Each block in its own scope: its intermediates are freed as soon as it is done.
+      const [blockOut, blockStat] = tf.tidy(() => {
+        const count = chunks.length;
+        const { queries, keys, values } = gatherBlock(pass, block, count, qkRows, vRows);
+        // Many small products: batchMatMul (our SIMD kernel on wasm, tf.matMul elsewhere).
+        const logits = batchMatMul(queries, keys, false, true); // [n, C, L]
+        // Masks and softmax in one kernel on wasm (plain tf ops elsewhere): fill replaces masked logits.
+        const softmax = maskedSoftmax(logits, tf.tensor3d(block.fill, [count, chunkLength, pass.window]));
+        const attended = pass.dropout > 0 ? (tf.mul(softmax.weights, dropoutScales(pass, index, [count, chunkLength, pass.window])) as tf.Tensor3D) : softmax.weights;
+        const out = batchMatMul(attended, values);
+        return [
+          tf.reshape(out, [count * chunkLength, valueDim]),
+          tf.reshape(tf.concat([softmax.rowMax, softmax.logSum], 2), [count * chunkLength, 2]),
+        ];
+      });
+      blockOutputs.push(blockOut);
+      blockStats.push(blockStat);
+    }
+    firstIndex += blocksPerBatch(g1 - g0, numChunks, plan);
+    // Sorted order of groups g0..g1 → position-major item order (g, i, r), so rounds are
+    // combined along the last axis.
+    const batchGroups = g1 - g0;
+    const toItems = new Int32Array(batchGroups * items); // row (g, i, r) ← sorted row
+    for (let g = 0; g < batchGroups; g++) {
+      const base = g * items;
+      for (let p = 0; p < items; p++) {
+        const item = host.sorted[(g0 + g) * items + p]; // r·T + i
+        toItems[base + (item % length) * nHashes + Math.floor(item / length)] = base + p;
+      }
+    }
+    const combined = tf.tidy(() => {
+      const toItemsT = tf.tensor1d(toItems, 'int32');
+      const unsort = (blocks: tf.Tensor[]) => gatherRows((blocks.length === 1 ? blocks[0] : concatMany(blocks)) as tf.Tensor2D, toItemsT);
+      return combineRounds(unsort(blockOutputs), unsort(blockStats), batchGroups * length, nHashes, valueDim);
+    });
+    outputs.push(combined.output);
+    weights.push(combined.roundWeights);
+    tf.dispose([...blockOutputs, ...blockStats]);
+  }
+  const output = (outputs.length === 1 ? outputs[0] : concatMany(outputs)) as tf.Tensor2D;
+  const roundWeights = (weights.length === 1 ? weights[0] : concatMany(weights)) as tf.Tensor2D;
+  if (outputs.length > 1) tf.dispose([...outputs, ...weights]);
+  return { output, roundWeights };
+}
+
+/**
+ * The backward pass: recomputes each block's logits and weights (the forward
+ * pass kept none of them) and turns the output's gradient into gradients of
+ * the input rows. With o = Σ_r w_r·o_r and w = softmax_r(lse):
+ * do_r = w_r·do, dlse_r = w_r·do·(o_r − o); then per block dV = Aᵀ·do_r,
+ * dA = do_r·Vᵀ (A the weights after dropout), dLogits = W ⊙ (dW − Σ dW ⊙ W)
+ * + dlse·W where kept, dQ = dLogits·K, dK = dLogitsᵀ·Q through the key
+ * normalisation. Gradients of the gathered rows are summed on the host.
+ *
+ * @param dy [G·T, Dv], output [G·T, Dv], roundWeights [G·T·R, 1].
+ * @returns dqk [G·T, D] and dv [G·T, Dv].
+ */
+function lshBackward(
+  pass: LSHPass,
+  qkRows: tf.Tensor2D,
+  vRows: tf.Tensor2D,
+  dy: tf.Tensor2D,
+  output: tf.Tensor2D,
+  roundWeights: tf.Tensor2D,
+): { dqk: tf.Tensor2D; dv: tf.Tensor2D } {
+  const { dims, plan, groups, dim, valueDim, window } = pass;
+  const { length, nHashes, numChunks, chunkLength } = dims;
+  const dqkSum = new Float32Array(groups * length * dim);
+  const dvSum = new Float32Array(groups * length * valueDim);
+  const addRows = (sum: Float32Array, rows: Int32Array, values: Float32Array, width: number): void => {
+    for (let r = 0; r < rows.length; r++) {
+      const to = rows[r] * width;
+      const from = r * width;
+      for (let d = 0; d < width; d++) sum[to + d] += values[from + d];
+    }
+  };
+  let firstIndex = 0;
+  for (let g0 = 0; g0 < groups; g0 += plan.groupsPerBatch) {
+    const g1 = Math.min(groups, g0 + plan.groupsPerBatch);
+    for (const { index, chunks } of visitBlocks([g0, g1], numChunks, plan, firstIndex)) {
+      const block = buildBlock(pass.host, dims, chunks, pass.causal);
+      const count = chunks.length;
+      const [dQueries, dKeys, dValues] = tf.tidy(() => {
+        const { queries, rawKeys, keys, values } = gatherBlock(pass, block, count, qkRows, vRows);
+        const fill = tf.tensor3d(block.fill, [count, chunkLength, window]);
+        const { weights } = maskedSoftmax(batchMatMul(queries, keys, false, true), fill); // W [n, C, L]
+        const scales = pass.dropout > 0 ? dropoutScales(pass, index, [count, chunkLength, window]) : null;
+        const attended = scales ? (tf.mul(weights, scales) as tf.Tensor3D) : weights; // A
+        const queryRows = tf.tensor1d(block.queryRows, 'int32');
+        const dOut = tf.reshape(gatherRows(dy, queryRows), [count, chunkLength, valueDim]) as tf.Tensor3D;
+        let dRound = dOut; // do_r
+        let dLse: tf.Tensor | null = null;
+        if (nHashes > 1) {
+          const w = tf.reshape(gatherRows(roundWeights, tf.tensor1d(block.queryItems, 'int32')), [count, chunkLength, 1]);
+          const roundOut = batchMatMul(attended, values); // o_r
+          const finalOut = tf.reshape(gatherRows(output, queryRows), [count, chunkLength, valueDim]);
+          dRound = tf.mul(dOut, w) as tf.Tensor3D;
+          dLse = tf.mul(w, tf.sum(tf.mul(dOut, tf.sub(roundOut, finalOut)), 2, true)); // [n, C, 1]
+        }
+        const dValues = batchMatMul(attended, dRound, true, false); // [n, L, Dv]
+        let dWeights = batchMatMul(dRound, values, false, true) as tf.Tensor; // dA [n, C, L]
+        if (scales) dWeights = tf.mul(dWeights, scales);
+        const inner = tf.sub(dWeights, tf.sum(tf.mul(dWeights, weights), 2, true));
+        const dLogitsAll = dLse === null ? tf.mul(weights, inner) : tf.mul(weights, tf.add(inner, dLse));
+        const dLogits = tf.mul(dLogitsAll, tf.cast(tf.equal(fill, 0), 'float32')) as tf.Tensor3D; // masked logits were replaced
+        const dQueries = batchMatMul(dLogits, keys); // [n, C, D]
+        const dKeys = normaliseKeysBackward(rawKeys, batchMatMul(dLogits, queries, true, false)); // [n, L, D]
+        return [dQueries, dKeys, dValues];
+      });
+      addRows(dqkSum, block.queryRows, readValues(dQueries), dim);
+      addRows(dqkSum, block.keyRows, readValues(dKeys), dim);
+      addRows(dvSum, block.keyRows, readValues(dValues), valueDim);
+      tf.dispose([dQueries, dKeys, dValues]);
+    }
+    firstIndex += blocksPerBatch(g1 - g0, numChunks, plan);
+  }
+  return {
+    dqk: tf.tensor2d(dqkSum, [groups * length, dim]),
+    dv: tf.tensor2d(dvSum, [groups * length, valueDim]),
+  };
+}
+
+/** A tensor's values (synchronously: a gradient function cannot await). */
+function readValues(x: tf.Tensor): Float32Array {
+  return x.dataSync() as Float32Array;
+}
+
+/**
+ * The gradient of {@link normaliseKeys}: with s = 1/sqrt(mean(x²) + ε)/sqrt(D)
+ * and k = s·x, dx = s·dk − s·x·(dk·x)/(D·(mean(x²) + ε)).
+ *
+ * @param x [..., D] the raw keys; dk [..., D] the gradient of the normalised keys.
+ */
+function normaliseKeysBackward(x: tf.Tensor, dk: tf.Tensor): tf.Tensor {
+  const dim = x.shape[x.rank - 1];
+  const meanSquarePlus = tf.add(tf.mean(tf.square(x), -1, true), KEY_NORM_EPSILON);
+  const scale = tf.mul(tf.rsqrt(meanSquarePlus), 1 / Math.sqrt(dim));
+  const projection = tf.div(tf.sum(tf.mul(dk, x), -1, true), tf.mul(meanSquarePlus, dim));
+  return tf.mul(scale, tf.sub(dk, tf.mul(x, projection)));
 }
 
 /**
@@ -363,6 +608,11 @@ function buildBlock(
  * chunk attends to itself and its `numChunksBefore`/`numChunksAfter`
  * neighbours. Rounds are combined by their log-sum-exp weights. The chunks
  * are processed in blocks, so memory stays bounded at any length.
+ *
+ * Differentiable in `qk` and `v` with a recomputing gradient: under a
+ * gradient tape the call keeps only its inputs, its output and the round
+ * weights (O(B·H·T·(D + Dv + R))), and the backward pass rebuilds each
+ * block's logits and weights.
  *
  * @param qk float32 [B, H, T, D]: shared queries/keys (keys are normalised inside).
  * @param v float32 [B, H, T, Dv]: values.
@@ -388,116 +638,86 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
   );
   const dropout = options.dropout ?? 0;
   if (options.blockLogits !== undefined) assertPositiveInteger(who, 'blockLogits', options.blockLogits);
-  return tf.tidy(() => {
-    const groups = batch * heads; // G = B·H
-    const items = nHashes * length; // R·T
-    const numChunks = items / chunkLength; // N
-    const window = chunkLength * (1 + numChunksBefore + numChunksAfter); // L
+  const groups = batch * heads; // G = B·H
+  const items = nHashes * length; // R·T
+  const numChunks = items / chunkLength; // N
+  const window = chunkLength * (1 + numChunksBefore + numChunksAfter); // L
 
-    // 1–2. Hash (int32 [B, H, R, T], padding → bucket K) and sort; the sort goes to the host.
+  // 1–2. Hash (int32 [B, H, R, T], padding → bucket K) and sort on the host (integer work, no gradient).
+  const sortOnHost = (x: tf.Tensor4D): Int32Array => {
     const buckets = tf.tidy(() => {
       const rotations = options.rotations ?? randomRotations({ dim, nHashes, nBuckets, seed: options.seed, hashFamily });
-      return hashBuckets(detach(qk), rotations, { nBuckets, mask: options.mask, hashFamily });
+      return hashBuckets(x, rotations, { nBuckets, mask: options.mask, hashFamily });
     });
-    // The sort is integer work: a counting sort on the host (the same order as sortItems).
-    const host: HostSort = {
-      sorted: sortItemsOnHost(buckets.dataSync() as Int32Array, groups, nHashes, length, totalBuckets(nBuckets)).sorted,
-      padding: options.mask ? (options.mask.dataSync() as Float32Array) : null,
-    };
-    const dims = { heads, length, items, numChunks, chunkLength, before: numChunksBefore, after: numChunksAfter };
-    const qkRows = tf.reshape(qk, [groups * length, dim]) as tf.Tensor2D;
-    const vRows = tf.reshape(v, [groups * length, valueDim]) as tf.Tensor2D;
-    const plan = planBlocks(numChunks, chunkLength, window, options.blockLogits);
-
-    // 3–5. Per batch of groups: blocks of chunks attend; un-sort; combine rounds.
-    const outputs: tf.Tensor[] = [];
-    let blockIndex = 0;
-    for (let g0 = 0; g0 < groups; g0 += plan.groupsPerBatch) {
-      const g1 = Math.min(groups, g0 + plan.groupsPerBatch);
-      const blockOutputs: tf.Tensor[] = []; // [n·C, Dv] per block, sorted order
-      const blockStats: tf.Tensor[] = []; // [n·C, 2]: row maximum, log-sum
-      for (let g = g0; g < g1; g += plan.chunksPerBlock === numChunks ? g1 - g0 : 1) {
-        const blockGroups = plan.chunksPerBlock === numChunks ? [g0, g1] : [g, g + 1];
-        for (let j0 = 0; j0 < numChunks; j0 += plan.chunksPerBlock) {
-          const chunks: Array<[number, number]> = [];
-          for (let bg = blockGroups[0]; bg < blockGroups[1]; bg++) {
-            for (let j = j0; j < Math.min(numChunks, j0 + plan.chunksPerBlock); j++) chunks.push([bg, j]);
-          }
-          const block = buildBlock(host, dims, chunks, options.causal === true);
-          const seed = options.dropoutSeed === undefined ? undefined : options.dropoutSeed + blockIndex;
-          // Each block in its own scope: its intermediates are freed as soon as it is done
-          // (under a gradient tape, what the backward pass needs is kept by the tape).
-          const [blockOut, blockStat] = tf.tidy(() => {
-            const count = chunks.length;
-            const queryRows = tf.tensor1d(block.queryRows, 'int32');
-            const keyRows = tf.tensor1d(block.keyRows, 'int32');
-            const queries = tf.reshape(gatherRowsSummed(qkRows, queryRows), [count, chunkLength, dim]);
-            const keys = normaliseKeys(tf.reshape(gatherRowsSummed(qkRows, keyRows), [count, window, dim]));
-            const values = tf.reshape(gatherRowsSummed(vRows, keyRows), [count, window, valueDim]) as tf.Tensor3D;
-            // Many small products: batchMatMul (our SIMD kernel on wasm, tf.matMul elsewhere).
-            const logits = batchMatMul(queries as tf.Tensor3D, keys as tf.Tensor3D, false, true); // [n, C, L]
-            // Masks and softmax in one kernel on wasm (plain tf ops elsewhere): fill replaces masked logits.
-            const softmax = maskedSoftmax(logits, tf.tensor3d(block.fill, [count, chunkLength, window]));
-            const { rowMax, logSum } = softmax;
-            const weights = dropout > 0 ? (tf.dropout(softmax.weights, dropout, undefined, seed) as tf.Tensor3D) : softmax.weights;
-            const out = batchMatMul(weights, values);
-            return [
-              tf.reshape(out, [count * chunkLength, valueDim]),
-              tf.reshape(tf.concat([rowMax, logSum], 2), [count * chunkLength, 2]),
-            ];
-          });
-          blockOutputs.push(blockOut);
-          blockStats.push(blockStat);
-          blockIndex++;
-        }
-      }
-      // Sorted order of groups g0..g1 → position-major item order (g, i, r), so rounds are
-      // combined along the last axis.
-      const batchGroups = g1 - g0;
-      const toItems = new Int32Array(batchGroups * items); // row (g, i, r) ← sorted row
-      const toSorted = new Int32Array(batchGroups * items); // sorted row ← row (g, i, r) (the inverse)
-      for (let g = 0; g < batchGroups; g++) {
-        const base = g * items;
-        for (let p = 0; p < items; p++) {
-          const item = host.sorted[(g0 + g) * items + p]; // r·T + i
-          const target = base + (item % length) * nHashes + Math.floor(item / length);
-          toItems[target] = base + p;
-          toSorted[base + p] = target;
-        }
-      }
-      outputs.push(
-        tf.tidy(() => {
-          const toItemsT = tf.tensor1d(toItems, 'int32');
-          const toSortedT = tf.tensor1d(toSorted, 'int32');
-          const unsort = (blocks: tf.Tensor[]) =>
-            permuteRows((blocks.length === 1 ? blocks[0] : concatMany(blocks)) as tf.Tensor2D, toItemsT, toSortedT);
-          return combineRounds(unsort(blockOutputs), unsort(blockStats), batchGroups * length, nHashes, valueDim);
-        }),
-      );
-      tf.dispose([...blockOutputs, ...blockStats]);
+    try {
+      // A counting sort (the same order as sortItems).
+      return sortItemsOnHost(buckets.dataSync() as Int32Array, groups, nHashes, length, totalBuckets(nBuckets)).sorted;
+    } finally {
+      buckets.dispose();
     }
-    const combined = outputs.length === 1 ? outputs[0] : concatMany(outputs);
-    return tf.reshape(combined, [batch, heads, length, valueDim]) as tf.Tensor4D;
+  };
+  const padding = options.mask ? (options.mask.dataSync() as Float32Array) : null;
+  // One seed per call, so the backward pass redraws the forward pass's dropout masks.
+  const dropoutSeed = dropout > 0 ? (options.dropoutSeed ?? freshSeed()) : 0;
+  let pass: LSHPass | null = null;
+
+  // 3–5. Blocks of chunks attend; un-sort; combine rounds — with the recomputing gradient. Inside a
+  // customGrad's forward function nothing is taped: the hashing's matMul keeps nothing either.
+  const attend = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [qkIn, vIn, save] = args as [tf.Tensor4D, tf.Tensor4D, tf.GradSaveFunc];
+    pass = {
+      host: { sorted: sortOnHost(qkIn), padding },
+      dims: { heads, length, nHashes, items, numChunks, chunkLength, before: numChunksBefore, after: numChunksAfter },
+      plan: planBlocks(numChunks, chunkLength, window, options.blockLogits),
+      groups,
+      window,
+      dim,
+      valueDim,
+      causal: options.causal === true,
+      dropout,
+      dropoutSeed,
+    };
+    const qkRows = tf.reshape(qkIn, [groups * length, dim]) as tf.Tensor2D;
+    const vRows = tf.reshape(vIn, [groups * length, valueDim]) as tf.Tensor2D;
+    const { output, roundWeights } = lshForward(pass, qkRows, vRows);
+    save([qkRows, vRows, output, tf.reshape(roundWeights, [groups * length * nHashes, 1])]);
+    return {
+      value: tf.reshape(output, [batch, heads, length, valueDim]),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [savedQk, savedV, savedOut, savedWeights] = saved as tf.Tensor2D[];
+        const dyRows = tf.reshape(dy, [groups * length, valueDim]) as tf.Tensor2D;
+        const { dqk, dv } = lshBackward(pass!, savedQk, savedV, dyRows, savedOut, savedWeights);
+        return [tf.reshape(dqk, [batch, heads, length, dim]), tf.reshape(dv, [batch, heads, length, valueDim])];
+      },
+    };
   });
+  // The scope frees the forward pass's intermediates; what the backward pass needs was saved (kept) by the tape.
+  return tf.tidy(() => attend(qk, v) as tf.Tensor4D);
 }
 
 /**
  * Combines rounds: outputs [P·R, Dv] and (row maximum, log-sum) [P·R, 2] of
- * P = G·T positions, rounds last → [P, Dv], weighting round r by
- * exp(lse_r − logsumexp_r(lse)), computed on differences of the maxima so
- * float32 keeps its precision (design §5).
+ * P = G·T positions, rounds last → output [P, Dv], weighting round r by
+ * w_r = exp(lse_r − logsumexp_r(lse)), computed on differences of the maxima
+ * so float32 keeps its precision (design §5); also returns w [P, R].
  */
-function combineRounds(outputs: tf.Tensor2D, stats: tf.Tensor2D, positions: number, nHashes: number, valueDim: number): tf.Tensor {
-  if (nHashes === 1) return outputs;
+function combineRounds(
+  outputs: tf.Tensor2D,
+  stats: tf.Tensor2D,
+  positions: number,
+  nHashes: number,
+  valueDim: number,
+): { output: tf.Tensor2D; roundWeights: tf.Tensor2D } {
+  if (nHashes === 1) return { output: outputs, roundWeights: tf.ones([positions, 1]) };
   const [roundMax, roundLogSum] = tf.split(tf.reshape(stats, [positions, nHashes, 2]), 2, 2).map((t) => tf.reshape(t, [positions, nHashes]));
   const relative = tf.add(tf.sub(roundMax, tf.max(roundMax, 1, true)), roundLogSum); // [P, R]
-  const roundWeights = tf.exp(tf.sub(relative, tf.logSumExp(relative, 1, true)));
+  const roundWeights = tf.exp(tf.sub(relative, tf.logSumExp(relative, 1, true))) as tf.Tensor2D;
   // [P, 1, R]·[P, R, Dv] → [P, 1, Dv]: the weighted sum as many small products.
   const weighted = batchMatMul(
     tf.reshape(roundWeights, [positions, 1, nHashes]) as tf.Tensor3D,
     tf.reshape(outputs, [positions, nHashes, valueDim]) as tf.Tensor3D,
   );
-  return tf.reshape(weighted, [positions, valueDim]);
+  return { output: tf.reshape(weighted, [positions, valueDim]) as tf.Tensor2D, roundWeights };
 }
 
 /** Concatenates many tensors along axis 0 in groups (one concat of thousands overflows the call stack). */
