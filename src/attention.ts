@@ -23,7 +23,7 @@ import { batchMatMul } from './kernels/batch_matmul.js';
 import { maskedSoftmax } from './kernels/masked_softmax.js';
 import { guardMemory, recordingGradients } from './memory.js';
 import { sortItemsOnHost } from './sorting.js';
-import { gatherRows, gatherRowsSummed } from './ops.js';
+import { gatherRows } from './ops.js';
 import { freshSeed, type Seed } from './random.js';
 import {
   assertFloat,
@@ -244,8 +244,6 @@ function planBlocks(numChunks: number, chunkLength: number, window: number, bloc
  * forward + backward), with a margin.
  */
 const LSH_TAPE_BYTES_PER_LOGIT = 200;
-/** The same for full attention (measured 64–69 bytes per B·H·T² element), with a margin. */
-const FULL_TAPE_BYTES_PER_LOGIT = 80;
 
 /**
  * Bytes estimate of an lshAttention call: forward, or forward with its
@@ -278,17 +276,26 @@ export function estimateLSHAttentionBytes(
   );
 }
 
-/** Bytes estimate of a fullAttention call: forward (heads one at a time), or with its backward pass when `recording`. */
+/**
+ * Bytes estimate of a fullAttention call that runs `rows` query rows at a
+ * time: forward, or with its backward pass when `recording` (the tape keeps
+ * only the inputs; the backward pass rebuilds each block and sums key and
+ * value gradients per head).
+ */
 export function estimateFullAttentionBytes(
   shape: { batch: number; heads: number; length: number; dim: number; valueDim: number },
   recording = false,
+  rows = Math.max(1, Math.min(shape.length, Math.floor(FULL_BLOCK_LOGITS / shape.length))),
 ): number {
   const groups = shape.batch * shape.heads;
+  const perHead = shape.length * (3 * shape.dim + 3 * shape.valueDim); // queries, keys (and transposed), values, outputs
+  // One block's [rows, T] logits, mask, weights and the softmax's working copies (+ slack).
+  const block = 8 * rows * shape.length;
   if (recording) {
-    return FULL_TAPE_BYTES_PER_LOGIT * groups * shape.length * shape.length + 16 * groups * shape.length * (shape.dim + shape.valueDim);
+    // Saved inputs, dy, and per head the inputs, transposes and the summed gradients; a block's backward holds about twice the forward's.
+    return 4 * (2 * block + 3 * groups * perHead + 2 * groups * shape.length * (shape.dim + shape.valueDim));
   }
-  // [T, T]: the mask, and one head's logits and weights, with the softmax's working copies (+ slack).
-  return 4 * (5 * shape.length * shape.length + 4 * groups * shape.length * (shape.dim + shape.valueDim));
+  return 4 * (block + 2 * groups * perHead);
 }
 
 /** The host-side sort of one call: what the blocks are built from. */
@@ -732,76 +739,163 @@ function concatMany(tensors: tf.Tensor[]): tf.Tensor {
 }
 
 /**
- * keep and fill [T, T] of full attention (logits·keep + fill replaces masked
- * logits), for batch element `b`'s padding; built on the host.
+ * The fill mask of a block of query rows of full attention for batch element
+ * `b` (0 keeps the logit, else the logit that replaces it), built on the host.
+ *
+ * @returns float32 [1, rows, T] for queries firstRow … firstRow + rows − 1.
  */
-function fullMasks(length: number, causal: boolean, padding: ArrayLike<number> | null, b: number): tf.Tensor3D {
-  const fill = new Float32Array(length * length);
-  for (let i = 0, offset = 0; i < length; i++) {
+function fullMaskRows(length: number, firstRow: number, rows: number, causal: boolean, padding: ArrayLike<number> | null, b: number): tf.Tensor3D {
+  const fill = new Float32Array(rows * length);
+  for (let r = 0, offset = 0; r < rows; r++) {
+    const i = firstRow + r;
     for (let j = 0; j < length; j++, offset++) {
       if (i === j) fill[offset] = SELF_ATTENTION_LOGIT;
       else if ((causal && j > i) || (padding !== null && padding[b * length + j] === 0)) fill[offset] = MASKED_LOGIT;
     }
   }
-  return tf.tensor3d(fill, [1, length, length]);
+  return tf.tensor3d(fill, [1, rows, length]);
+}
+
+/**
+ * Logit elements per block of query rows of full attention by default (4M,
+ * 16 MiB per tensor): larger than LSH attention's blocks, since each block
+ * pays for a few operator set-ups and a slice of the queries.
+ */
+export const FULL_BLOCK_LOGITS = 1 << 22;
+
+/** Options of {@link fullAttention}. */
+export interface FullAttentionOptions extends AttentionOptions {
+  /**
+   * Logit elements per block of query rows (rows = blockLogits / T, at least
+   * one): bounds the memory of a call; the result does not depend on it
+   * (without dropout). Default {@link FULL_BLOCK_LOGITS} (4M).
+   */
+  blockLogits?: number;
 }
 
 /**
  * Full O(T²) shared-QK attention: the same logits and masks as
  * {@link lshAttention}, over all T keys. The baseline and the reference.
  *
+ * It runs one head and one block of query rows at a time (2-D matMuls, the
+ * fast kind on wasm), so its memory is O(T · rows), not O(T²), and it is
+ * differentiable with a recomputing gradient: under a gradient tape it keeps
+ * only its inputs, and the backward pass rebuilds each block's weights.
+ *
  * @param qk float32 [B, H, T, D]
  * @param v float32 [B, H, T, Dv]
  * @returns float32 [B, H, T, Dv]
  */
-export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: AttentionOptions = {}): tf.Tensor4D {
+export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAttentionOptions = {}): tf.Tensor4D {
   const who = 'fullAttention';
   const [batch, heads, length, dim, valueDim] = checkInputs(who, qk, v, options);
+  if (options.blockLogits !== undefined) assertPositiveInteger(who, 'blockLogits', options.blockLogits);
+  const rowsPerBlock = Math.max(1, Math.min(length, Math.floor((options.blockLogits ?? FULL_BLOCK_LOGITS) / length)));
   guardMemory(
     who,
-    estimateFullAttentionBytes({ batch, heads, length, dim, valueDim }, recordingGradients()),
-    `B·H·T² = ${(batch * heads * length * length).toExponential(2)} attention logits`,
-    'Use lshAttention, a shorter T, or fewer heads or a smaller batch per call',
+    estimateFullAttentionBytes({ batch, heads, length, dim, valueDim }, recordingGradients(), rowsPerBlock),
+    `B·H·T = ${batch * heads * length} queries × ${length} keys, ${rowsPerBlock} query rows at a time`,
+    'Use lshAttention, a shorter T, a smaller blockLogits, or fewer heads or a smaller batch per call',
     options.memoryLimitBytes,
   );
   const dropout = options.dropout ?? 0;
+  const dropoutSeed = dropout > 0 ? (options.dropoutSeed ?? freshSeed()) : 0;
   const padding = options.mask ? (options.mask.dataSync() as Float32Array) : null;
+  const causal = options.causal === true;
   const groups = batch * heads;
-  const perHead: tf.Tensor[] = [];
-  let maskBatch = -1;
-  let fill: tf.Tensor3D | null = null;
-  const qkHeads = tf.reshape(qk, [groups, length * dim]) as tf.Tensor2D;
-  const vHeads = tf.reshape(v, [groups, length * valueDim]) as tf.Tensor2D;
-  try {
-    for (let g = 0; g < groups; g++) {
-      // One head at a time, each in its own scope, with 2-D matMuls (the fast kind on wasm).
-      const b = Math.floor(g / heads);
-      if (fill === null || (padding !== null && b !== maskBatch)) {
-        fill?.dispose();
-        fill = fullMasks(length, options.causal === true, padding, b);
-        maskBatch = b;
+  const blocksPerHead = Math.ceil(length / rowsPerBlock);
+
+  /** Visits every (head, block of rows) with the block's fill mask, built once per batch element and block. */
+  const visit = (body: (g: number, firstRow: number, rows: number, fill: tf.Tensor3D) => void): void => {
+    for (let b = 0; b < batch; b++) {
+      for (let firstRow = 0; firstRow < length; firstRow += rowsPerBlock) {
+        const rows = Math.min(rowsPerBlock, length - firstRow);
+        const fill = fullMaskRows(length, firstRow, rows, causal, padding, b);
+        try {
+          for (let h = 0; h < heads; h++) body(b * heads + h, firstRow, rows, fill);
+        } finally {
+          fill.dispose();
+        }
       }
-      const headFill = fill;
-      perHead.push(
-        tf.tidy(() => {
-          const index = tf.tensor1d([g], 'int32');
-          const query = tf.reshape(gatherRowsSummed(qkHeads, index), [length, dim]) as tf.Tensor2D;
-          const value = tf.reshape(gatherRowsSummed(vHeads, index), [length, valueDim]) as tf.Tensor2D;
-          const keysT = tf.transpose(normaliseKeys(query)) as tf.Tensor2D; // [D, T]
-          const logits = tf.reshape(tf.matMul(query, keysT), [1, length, length]) as tf.Tensor3D;
-          // The same fused masked softmax as LSH attention (a wasm kernel; tf ops elsewhere).
-          let { weights } = maskedSoftmax(logits, headFill);
-          if (dropout > 0) {
-            const seed = options.dropoutSeed === undefined ? undefined : options.dropoutSeed + g;
-            weights = tf.dropout(weights, dropout, undefined, seed) as tf.Tensor3D;
-          }
-          return tf.matMul(tf.reshape(weights, [length, length]), value);
-        }),
-      );
     }
-    return tf.tidy(() => tf.reshape(tf.concat(perHead, 0), [batch, heads, length, valueDim]) as tf.Tensor4D);
-  } finally {
-    tf.dispose([...perHead, qkHeads, vHeads]);
-    fill?.dispose();
-  }
+  };
+  /** One head's queries [T, D], normalised keys transposed [D, T] and values [T, Dv]. */
+  const headInputs = (qkRows: tf.Tensor2D, vRows: tf.Tensor2D, g: number) => {
+    const index = tf.tensor1d([g], 'int32');
+    const query = tf.reshape(gatherRows(qkRows, index), [length, dim]) as tf.Tensor2D;
+    const value = tf.reshape(gatherRows(vRows, index), [length, valueDim]) as tf.Tensor2D;
+    return { query, keysT: tf.transpose(normaliseKeys(query)) as tf.Tensor2D, value };
+  };
+  /** A block's weights W [rows, T] and, with dropout, the scales A = W ⊙ scales. */
+  const blockWeights = (query: tf.Tensor2D, keysT: tf.Tensor2D, g: number, firstRow: number, rows: number, fill: tf.Tensor3D) => {
+    const queries = tf.slice(query, [firstRow, 0], [rows, dim]);
+    const logits = tf.reshape(tf.matMul(queries, keysT), [1, rows, length]) as tf.Tensor3D;
+    // The same fused masked softmax as LSH attention (a wasm kernel; tf ops elsewhere).
+    const weights = tf.reshape(maskedSoftmax(logits, fill).weights, [rows, length]) as tf.Tensor2D;
+    const scales = dropout > 0
+      ? (tf.dropout(tf.ones([rows, length]), dropout, undefined, dropoutSeed + g * blocksPerHead + firstRow / rowsPerBlock) as tf.Tensor2D)
+      : null;
+    return { queries, weights, scales, attended: scales ? (tf.mul(weights, scales) as tf.Tensor2D) : weights };
+  };
+
+  const attend = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [qkIn, vIn, save] = args as [tf.Tensor4D, tf.Tensor4D, tf.GradSaveFunc];
+    const qkRows = tf.reshape(qkIn, [groups, length * dim]) as tf.Tensor2D;
+    const vRows = tf.reshape(vIn, [groups, length * valueDim]) as tf.Tensor2D;
+    const perBlock: tf.Tensor[][] = Array.from({ length: groups }, () => []);
+    const inputs = Array.from({ length: groups }, (_, g) => tf.tidy(() => headInputs(qkRows, vRows, g)));
+    visit((g, firstRow, rows, fill) => {
+      const { query, keysT, value } = inputs[g];
+      perBlock[g].push(tf.tidy(() => tf.matMul(blockWeights(query, keysT, g, firstRow, rows, fill).attended, value)));
+    });
+    const output = tf.reshape(tf.concat(perBlock.map((blocks) => concatMany(blocks)), 0), [batch, heads, length, valueDim]);
+    tf.dispose([...perBlock.flat(), ...inputs.flatMap((i) => [i.query, i.keysT, i.value])]);
+    save([qkRows, vRows]);
+    return {
+      value: output,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [savedQk, savedV] = saved as tf.Tensor2D[];
+        const dyRows = tf.reshape(dy, [groups, length * valueDim]) as tf.Tensor2D;
+        const dQueries: tf.Tensor[][] = Array.from({ length: groups }, () => []);
+        const dKeys: Array<tf.Tensor | null> = Array.from({ length: groups }, () => null); // Σ over blocks, [T, D]
+        const dValues: Array<tf.Tensor | null> = Array.from({ length: groups }, () => null); // [T, Dv]
+        const heads3 = Array.from({ length: groups }, (_, g) =>
+          tf.tidy(() => {
+            const inputs = headInputs(savedQk, savedV, g);
+            return { ...inputs, keys: tf.transpose(inputs.keysT) as tf.Tensor2D, valueT: tf.transpose(inputs.value) as tf.Tensor2D,
+              dOut: tf.reshape(gatherRows(dyRows, tf.tensor1d([g], 'int32')), [length, valueDim]) as tf.Tensor2D };
+          }),
+        );
+        visit((g, firstRow, rows, fill) => {
+          const { query, keysT, keys, valueT, dOut } = heads3[g];
+          const [dQuery, dKey, dValue] = tf.tidy(() => {
+            const { queries, weights, scales, attended } = blockWeights(query, keysT, g, firstRow, rows, fill);
+            const dOutRows = tf.slice(dOut, [firstRow, 0], [rows, valueDim]);
+            // Transposed products through batchMatMul (the wasm kernel; tf.matMul's transposes are slow there).
+            const dValue = tf.reshape(batchMatMul(tf.reshape(attended, [1, rows, length]) as tf.Tensor3D, tf.reshape(dOutRows, [1, rows, valueDim]) as tf.Tensor3D, true, false), [length, valueDim]);
+            let dWeights = tf.matMul(dOutRows, valueT) as tf.Tensor; // [rows, T]
+            if (scales) dWeights = tf.mul(dWeights, scales);
+            const keep = tf.cast(tf.equal(tf.reshape(fill, [rows, length]), 0), 'float32');
+            const dLogits = tf.mul(tf.mul(weights, tf.sub(dWeights, tf.sum(tf.mul(dWeights, weights), 1, true))), keep) as tf.Tensor2D;
+            const dKey = tf.reshape(batchMatMul(tf.reshape(dLogits, [1, rows, length]) as tf.Tensor3D, tf.reshape(queries, [1, rows, dim]) as tf.Tensor3D, true, false), [length, dim]);
+            return [tf.matMul(dLogits, keys), dKey, dValue];
+          });
+          dQueries[g].push(dQuery);
+          const accumulate = (sum: tf.Tensor | null, part: tf.Tensor): tf.Tensor => {
+            if (sum === null) return part;
+            const next = tf.add(sum, part);
+            tf.dispose([sum, part]);
+            return next;
+          };
+          dKeys[g] = accumulate(dKeys[g], dKey);
+          dValues[g] = accumulate(dValues[g], dValue);
+        });
+        const dqk = tf.stack(heads3.map((inputs, g) =>
+          tf.add(concatMany(dQueries[g]), normaliseKeysBackward(inputs.query, dKeys[g] as tf.Tensor))));
+        const dv = tf.stack(dValues as tf.Tensor[]);
+        return [tf.reshape(dqk, [batch, heads, length, dim]), tf.reshape(dv, [batch, heads, length, valueDim])];
+      },
+    };
+  });
+  return tf.tidy(() => attend(qk, v) as tf.Tensor4D);
 }

@@ -16,6 +16,7 @@ export {
   resolveLSHSettings,
   validLength,
   type AttentionOptions,
+  type FullAttentionOptions,
   type LSHAttentionOptions,
   type ResolvedLSHSettings,
 } from './attention.js';
