@@ -69,38 +69,41 @@ interface PackageJson {
   exports: Record<string, unknown>;
 }
 
-/** The `types` file of an exports entry: a string, or the first `types` found in its conditions (`import`, `require`, …). */
-function typesOf(entry: unknown): string | undefined {
-  if (entry === null || typeof entry !== 'object') return undefined;
+/** The `types` files of an exports entry, in order: its own, then those of its conditions (`import`, `require`, …). */
+function typesOf(entry: unknown): string[] {
+  if (entry === null || typeof entry !== 'object') return [];
   const conditions = entry as Record<string, unknown>;
-  if (typeof conditions.types === 'string') return conditions.types;
-  for (const value of Object.values(conditions)) {
-    const found = typesOf(value);
-    if (found !== undefined) return found;
-  }
-  return undefined;
+  const own = typeof conditions.types === 'string' ? [conditions.types] : [];
+  return [...own, ...Object.values(conditions).flatMap(typesOf)];
 }
 
 /** Where the build puts its output (tsconfig.build.json, by way of tsconfig.json's `outDir`). */
 const BUILD_DIRECTORY = 'dist';
 
+/** `./dist/layers/index.d.ts` → `<root>/layers/index.ts` (`.d.mts` → `.mts`, `.d.cts` → `.cts`), or undefined when that is not the shape. */
+function sourceOfTypes(types: string, root: string): string | undefined {
+  const prefix = `./${BUILD_DIRECTORY}/`;
+  if (!types.startsWith(prefix) || !/\.d\.[cm]?ts$/.test(types)) return undefined;
+  return join(root, types.slice(prefix.length).replace(/\.d\.([cm]?)ts$/, '.$1ts'));
+}
+
 /**
  * `{ 'tfjs-lsh-attention/layers': '<root>/layers/index.ts', … }`: each
  * export's `types` file (`./dist/layers/index.d.ts`) traced back to the
- * source it is built from.
+ * source it is built from (the first of its `types` whose source exists).
  */
 export function sourceMapping(packageJson: PackageJson, root: string): Record<string, string> {
   const mapping: Record<string, string> = {};
   for (const [subpath, entry] of Object.entries(packageJson.exports)) {
     const specifier = subpath === '.' ? packageJson.name : `${packageJson.name}${subpath.slice(1)}`;
-    const types = typesOf(entry);
-    const prefix = `./${BUILD_DIRECTORY}/`;
-    if (types === undefined || !types.startsWith(prefix) || !/\.d\.[cm]?ts$/.test(types)) {
-      throw new Error(`package.json exports["${subpath}"]: expected a "types" path under ${prefix} ending in .d.ts, got ${JSON.stringify(types)}`);
-    }
-    const source = join(root, types.slice(prefix.length).replace(/\.d\.([cm]?)ts$/, '.$1ts'));
-    if (!existsSync(source)) {
-      throw new Error(`package.json exports["${subpath}"]: its types ${types} should be built from ${source}, which does not exist`);
+    const candidates = typesOf(entry);
+    if (candidates.length === 0) continue; // not a module with types (say "./package.json"): nothing a block imports
+    const source = candidates.map((types) => sourceOfTypes(types, root)).find((file) => file !== undefined && existsSync(file));
+    if (source === undefined) {
+      throw new Error(
+        `package.json exports["${subpath}"]: expected a "types" path ./${BUILD_DIRECTORY}/….d.ts built from a source file here, ` +
+          `got ${JSON.stringify(candidates)}`,
+      );
     }
     mapping[specifier] = source;
   }
