@@ -131,8 +131,94 @@ export async function chartSvg(report: SweepReport): Promise<string> {
 export async function writeReport(report: SweepReport, directory: string, name: string): Promise<string[]> {
   await mkdir(directory, { recursive: true });
   const paths = ['md', 'json', 'svg'].map((ext) => join(directory, `${name}.${ext}`));
-  await writeFile(paths[0], `# Attention sweep\n\n${markdown(report)}\n![chart](./${name}.svg)\n`);
+  await writeFile(paths[0], `# Attention sweep\n\n${headline(report.points)}\n\n${markdown(report)}\n![chart](./${name}.svg)\n`);
   await writeFile(paths[1], JSON.stringify(report, null, 2));
   await writeFile(paths[2], await chartSvg(report));
   return paths;
+}
+
+/** 5.59 → "5.6", 12.3 → "12": two figures are all a sweep of two runs per point can support. */
+function times(ratio: number): string {
+  return ratio >= 10 ? ratio.toFixed(0) : ratio.toFixed(1);
+}
+
+/** 1218 → 1200: a length read off an interpolation, to two significant figures. */
+function roughLength(length: number): number {
+  const unit = 10 ** Math.max(0, Math.floor(Math.log10(length)) - 1);
+  return Math.round(length / unit) * unit;
+}
+
+/** Why a point did not run, in words. */
+function whyNot(p: SweepPoint): string {
+  return p.status === 'out-of-memory' ? 'out of memory' : p.status === 'over-budget' ? 'over the time budget' : 'it failed';
+}
+
+/**
+ * The one sentence a sweep ends with, computed from its measured points only:
+ * at the longest length where both attentions ran, how much faster LSH
+ * attention is than full attention and how much less peak tensor memory it
+ * uses; the length from which it is faster (interpolated log–log between the
+ * last measured length where it was not and the first where it was, from
+ * there on to the longest); and where full attention could not run. With
+ * several LSH series, the one with the most hash rounds (the slowest and most
+ * accurate) speaks. Says so plainly when LSH never wins in the range, or when
+ * there is nothing to compare with.
+ */
+export function headline(points: SweepPoint[]): string {
+  const lshPoints = points.filter((p) => p.variant === 'lsh');
+  if (lshPoints.length === 0) return 'The sweep ran no LSH attention, so there is nothing to report.';
+  const nHashes = Math.max(...lshPoints.map((p) => p.nHashes ?? 1));
+  const lshName = `LSH attention with ${nHashes} hash round${nHashes === 1 ? '' : 's'}`;
+  const lsh = new Map(lshPoints.filter((p) => p.nHashes === nHashes && p.status === 'ok').map((p) => [p.length, p]));
+  const fullPoints = points.filter((p) => p.variant === 'full');
+  const full = new Map(fullPoints.filter((p) => p.status === 'ok').map((p) => [p.length, p]));
+
+  if (lsh.size === 0) {
+    const first = lshPoints.find((p) => p.nHashes === nHashes) as SweepPoint;
+    return `${lshName} could not run at any length measured (T=${first.length}: ${whyNot(first)}), so there is nothing to compare.`;
+  }
+  const lshLongest = Math.max(...lsh.keys());
+  const lshRan = `${lshName} ran up to T=${lshLongest} (${(lsh.get(lshLongest)?.medianMs as number).toFixed(0)} ms)`;
+  if (fullPoints.length === 0) return `Full attention was not run, so there is no comparison: ${lshRan}.`;
+  const both = [...lsh.keys()].filter((t) => full.has(t)).sort((a, b) => a - b);
+  if (both.length === 0) {
+    const first = fullPoints[0];
+    return `Full attention could not run at any length measured (T=${first.length}: ${whyNot(first)}), while ${lshRan}.`;
+  }
+
+  const speedUp = (t: number) => (full.get(t)?.medianMs as number) / (lsh.get(t)?.medianMs as number);
+  const longest = both[both.length - 1];
+  const fullAtLongest = full.get(longest) as SweepPoint;
+  const lshAtLongest = lsh.get(longest) as SweepPoint;
+  const speed = speedUp(longest);
+  let sentence = `At T=${longest} ${lshName} is ${speed > 1 ? `${times(speed)}× faster` : `${times(1 / speed)}× slower`} than full attention`;
+  if (fullAtLongest.peakBytes && lshAtLongest.peakBytes) {
+    const memory = fullAtLongest.peakBytes / lshAtLongest.peakBytes;
+    sentence += ` and uses ${memory >= 1 ? `${times(memory)}× less` : `${times(1 / memory)}× more`} peak tensor memory`;
+  }
+
+  // The first length from which LSH is faster at every longer length measured.
+  let from = both.length;
+  while (from > 0 && speedUp(both[from - 1]) > 1) from--;
+  if (from === 0) {
+    sentence += both.length === 1 ? '' : `; it is faster at every length measured, from T=${both[0]}`;
+  } else if (from === both.length) {
+    const ahead = both.filter((t) => speedUp(t) > 1);
+    sentence +=
+      ahead.length === 0
+        ? `; it is not faster at any length measured${both.length === 1 ? '' : ` (T=${both[0]}…${longest})`}, so it would win, if at all, only at longer sequences`
+        : `; it is not faster at the longest length measured (only at T=${ahead.join(', ')}), so this range shows no clear win`;
+  } else {
+    const [t0, t1] = [both[from - 1], both[from]];
+    const [s0, s1] = [speedUp(t0), speedUp(t1)];
+    // log speed-up is about linear in log T between neighbouring lengths: find where it crosses 0.
+    const crossing = Math.exp(Math.log(t0) + ((Math.log(t1) - Math.log(t0)) * -Math.log(s0)) / (Math.log(s1) - Math.log(s0)));
+    sentence += `; it wins from T≈${roughLength(crossing)} (interpolated between the measured ${t0} and ${t1})`;
+  }
+
+  const fullFailed = fullPoints.find((p) => p.status !== 'ok' && p.length > longest);
+  if (fullFailed && lshLongest > longest) {
+    sentence += `; full attention could not run from T=${fullFailed.length} (${whyNot(fullFailed)}), while LSH attention ran up to T=${lshLongest}`;
+  }
+  return `${sentence}.`;
 }

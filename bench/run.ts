@@ -1,5 +1,6 @@
 // Run: npm run bench -- [flags]        (the full sweep, T = 512 … 65536)
 //      npm start                        (the quick version: a few lengths, under a minute)
+//      Both end with one sentence: LSH against full attention at the longest length both ran.
 //
 // Flags (defaults in brackets):
 //   --min 512 --max 65536   lengths, doubling        --batch 1 --heads 8 --depth 64
@@ -13,7 +14,7 @@
 import { parseArgs } from 'node:util';
 import { describeBackend, initBackend, type BackendName } from '../src/backend.js';
 import { matMulPeakGflops, runSweep, type SweepOptions } from './attention_sweep.js';
-import { makeReport, markdown, writeReport } from './report.js';
+import { headline, makeReport, markdown, writeReport } from './report.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -83,3 +84,4 @@ const report = makeReport(options, peak, points);
 console.log(markdown(report));
 const paths = await writeReport(report, flags.out, flags.name ?? preset.name);
 console.log(`written: ${paths.join(', ')}`);
+console.log(`\n${headline(points)}`);

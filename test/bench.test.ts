@@ -6,9 +6,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { afterAll, expect, it } from 'vitest';
-import { fullUsefulFlops, lshUsefulFlops, runSweep, type SweepOptions } from '../bench/attention_sweep.js';
-import { makeReport, writeReport, type SweepReport } from '../bench/report.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { fullUsefulFlops, lshUsefulFlops, runSweep, type SweepOptions, type SweepPoint } from '../bench/attention_sweep.js';
+import { headline, makeReport, writeReport, type SweepReport } from '../bench/report.js';
 import { describeBackends } from './helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'lsh-bench-'));
@@ -65,6 +65,7 @@ describeBackends('attention benchmark', (backend) => {
     expect(md).toMatch(/\| T \| attention \| median ms/);
     expect(md).toMatch(/speed-up over full/);
     expect(md).toMatch(/Where the time goes/);
+    expect(md).toMatch(/^# Attention sweep\n\nAt T=64 LSH attention with 2 hash rounds is [\d.]+× (faster|slower) than full attention/);
     expect(readFileSync(paths[2], 'utf8')).toMatch(/^<svg/);
   });
 
@@ -74,5 +75,82 @@ describeBackends('attention benchmark', (backend) => {
     const huge = await runSweep({ ...tiny, lengths: [1 << 16], heads: 1, depth: 1, nHashes: [], profile: false });
     expect(huge[0].status).toBe('out-of-memory');
     expect(huge[0].reason).toMatch(/fullAttention: this call needs about/);
+  });
+});
+
+/** A synthetic measured point: T, variant, median ms, peak MiB (or a status when it did not run). */
+function row(length: number, variant: 'lsh' | 'full', ms: number | SweepPoint['status'], peakMiB?: number, nHashes = 4): SweepPoint {
+  const base = { variant, nHashes: variant === 'lsh' ? nHashes : null, length, usefulFlops: 1 };
+  if (typeof ms === 'string') return { ...base, status: ms, reason: 'synthetic' };
+  return { ...base, status: 'ok', medianMs: ms, peakBytes: peakMiB === undefined ? undefined : peakMiB * 2 ** 20 };
+}
+
+describe('headline: the sentence a sweep ends with', () => {
+  // The quick sweep measured on this machine (wasm): LSH slower at 512 and 1024, faster from 2048.
+  const quick = [
+    row(512, 'lsh', 173.4, 49), row(512, 'full', 73.6, 11),
+    row(1024, 'lsh', 386.7, 54), row(1024, 'full', 258.3, 32),
+    row(2048, 'lsh', 375.4, 64), row(2048, 'full', 1236.9, 104),
+    row(4096, 'lsh', 613.2, 101), row(4096, 'full', 3429.8, 367),
+  ];
+
+  it('gives speed-up and memory at the longest common length, and the interpolated crossover', () => {
+    // Speed-ups 0.668 at 1024 and 3.295 at 2048: 1024·2^(ln(1/0.668)/ln(3.295/0.668)) ≈ 1220 → 1200.
+    expect(headline(quick)).toBe(
+      'At T=4096 LSH attention with 4 hash rounds is 5.6× faster than full attention and uses 3.6× less peak tensor memory; ' +
+        'it wins from T≈1200 (interpolated between the measured 1024 and 2048).',
+    );
+  });
+
+  it('says when LSH is faster everywhere, and leaves memory out when it was not profiled', () => {
+    const sentence = headline([row(512, 'lsh', 10), row(512, 'full', 20), row(1024, 'lsh', 20), row(1024, 'full', 80)]);
+    expect(sentence).toBe('At T=1024 LSH attention with 4 hash rounds is 4.0× faster than full attention; it is faster at every length measured, from T=512.');
+  });
+
+  it('says so honestly when LSH never wins in the range', () => {
+    const sentence = headline([row(512, 'lsh', 30, 8), row(512, 'full', 10, 4), row(1024, 'lsh', 60, 16), row(1024, 'full', 40, 12)]);
+    expect(sentence).toBe(
+      'At T=1024 LSH attention with 4 hash rounds is 1.5× slower than full attention and uses 1.3× more peak tensor memory; ' +
+        'it is not faster at any length measured (T=512…1024), so it would win, if at all, only at longer sequences.',
+    );
+  });
+
+  it('does not claim a crossover when LSH is ahead only before the longest length', () => {
+    const sentence = headline([row(512, 'lsh', 10), row(512, 'full', 20), row(1024, 'lsh', 50), row(1024, 'full', 40)]);
+    expect(sentence).toMatch(/1\.3× slower .*not faster at the longest length measured \(only at T=512\)/);
+  });
+
+  it('uses the first winning length after a noisy early win, not the early win', () => {
+    const sentence = headline([
+      row(256, 'lsh', 10), row(256, 'full', 11),
+      row(512, 'lsh', 30), row(512, 'full', 20),
+      row(1024, 'lsh', 40), row(1024, 'full', 80),
+    ]);
+    expect(sentence).toMatch(/wins from T≈\d+ \(interpolated between the measured 512 and 1024\)/);
+  });
+
+  it('reports where full attention could not run, comparing at the longest length where both did', () => {
+    const sentence = headline([...quick, row(8192, 'lsh', 1300, 180), row(8192, 'full', 'out-of-memory'), row(16384, 'lsh', 2700, 330), row(16384, 'full', 'out-of-memory')]);
+    expect(sentence).toMatch(/^At T=4096 .* 5\.6× faster/);
+    expect(sentence).toMatch(/; full attention could not run from T=8192 \(out of memory\), while LSH attention ran up to T=16384\.$/);
+  });
+
+  it('says there is no comparison when full attention ran nowhere or was not run', () => {
+    expect(headline([row(512, 'lsh', 100), row(1024, 'lsh', 210), row(512, 'full', 'over-budget'), row(1024, 'full', 'over-budget')])).toBe(
+      'Full attention could not run at any length measured (T=512: over the time budget), while LSH attention with 4 hash rounds ran up to T=1024 (210 ms).',
+    );
+    expect(headline([row(512, 'lsh', 100)])).toBe('Full attention was not run, so there is no comparison: LSH attention with 4 hash rounds ran up to T=512 (100 ms).');
+  });
+
+  it('speaks for the series with the most hash rounds', () => {
+    const sentence = headline([row(512, 'lsh', 5, undefined, 1), row(512, 'lsh', 40, undefined, 8), row(512, 'full', 20)]);
+    expect(sentence).toBe('At T=512 LSH attention with 8 hash rounds is 2.0× slower than full attention; it is not faster at any length measured, so it would win, if at all, only at longer sequences.');
+  });
+
+  it('says when LSH could not run at all, or was not run', () => {
+    expect(headline([row(512, 'lsh', 'failed'), row(512, 'full', 10)])).toBe(
+      'LSH attention with 4 hash rounds could not run at any length measured (T=512: it failed), so there is nothing to compare.',
+    );
+    expect(headline([row(512, 'full', 10)])).toBe('The sweep ran no LSH attention, so there is nothing to report.');
   });
 });
