@@ -52,3 +52,4 @@ export {
   type PositionEmbeddingKind,
   type ReformerLMArgs,
 } from './lm.js';
+export type { DenseWeightArgs, InitializerArg, RegularizerArg } from './weight_args.js';
