@@ -70,6 +70,8 @@ const REGULARIZER_CLASS = Object.getPrototypeOf(tfl.regularizers.l1l2().construc
 interface Kind {
   /** For messages: 'initializer'. */
   noun: string;
+  /** For messages: 'an initializer'. */
+  article: string;
   /** Example names for messages. */
   examples: string;
   /** The public factories by name (tf.initializers, tf.regularizers). */
@@ -79,17 +81,18 @@ interface Kind {
 
 const INITIALIZER: Kind = {
   noun: 'initializer',
+  article: 'an',
   examples: `'glorotUniform', 'heNormal', 'zeros', 'ones'`,
   factories: tfl.initializers,
   base: INITIALIZER_CLASS,
 };
-const REGULARIZER: Kind = { noun: 'regularizer', examples: `'l1', 'l2', 'l1l2'`, factories: tfl.regularizers, base: REGULARIZER_CLASS };
+const REGULARIZER: Kind = { noun: 'regularizer', article: 'a', examples: `'l1', 'l2', 'l1l2'`, factories: tfl.regularizers, base: REGULARIZER_CLASS };
 
 function shown(value: unknown): string {
   if (typeof value === 'string') return `'${value}'`;
   if (value === null || typeof value !== 'object') return String(value);
   const className = (value as { getClassName?: () => string }).getClassName?.();
-  if (className !== undefined) return `a ${className}`;
+  if (className !== undefined) return `an instance of ${className}`;
   try {
     return JSON.stringify(value);
   } catch {
@@ -108,7 +111,7 @@ function fromRegistry(className: string, config: tf.serialization.ConfigDict): u
 function resolve(who: string, what: string, value: unknown, kind: Kind): unknown {
   const fail = (detail = ''): Error =>
     new Error(
-      `${who}: ${what} must be an ${kind.noun}: a name (${kind.examples}), a tf.${kind.noun}s instance ` +
+      `${who}: ${what} must be ${kind.article} ${kind.noun}: a name (${kind.examples}), a tf.${kind.noun}s instance ` +
         `or its {className, config}; got ${shown(value)}${detail}`,
     );
   let resolved: unknown;
