@@ -12,8 +12,16 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
 import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
-import { assertSeed, freshSeed, initializerSeed, nextSeed, uniformStream, type Seed, type Uniform } from '../src/random.js';
+import { assertSeed, freshSeed, nextSeed, uniformStream, type Seed, type Uniform } from '../src/random.js';
 import { assertPositiveInteger, assertRate, shapeString } from '../src/validate.js';
+import {
+  biasInitializerFor,
+  denseWeightConfig,
+  kernelInitializerFor,
+  resolveDenseWeightArgs,
+  type DenseWeightArgs,
+  type DenseWeightSettings,
+} from './weight_args.js';
 
 type Shape = (number | null)[];
 
@@ -21,8 +29,8 @@ type Shape = (number | null)[];
 export type FeedForwardActivation = 'relu' | 'gelu';
 const ACTIVATIONS: readonly FeedForwardActivation[] = ['relu', 'gelu'];
 
-/** Arguments of {@link ChunkedFeedForward}. */
-export interface ChunkedFeedForwardArgs extends LayerArgs {
+/** Arguments of {@link ChunkedFeedForward} (the weight arguments as tf.layers.dense takes them). */
+export interface ChunkedFeedForwardArgs extends LayerArgs, DenseWeightArgs {
   /** U, the hidden size. Default 4·M (M the input's last dimension). */
   units?: number;
   /** The hidden activation: 'relu' or 'gelu' (tanh approximation). Default 'relu'. */
@@ -31,7 +39,7 @@ export interface ChunkedFeedForwardArgs extends LayerArgs {
   chunkLength?: number;
   /** Dropout rate on the hidden activations in training, in [0, 1). Default 0. */
   dropout?: number;
-  /** Add biases to both dense maps. Default true. */
+  /** Add biases to both dense maps, as tf.layers.dense does. Default true. */
   useBias?: boolean;
   /** Seed of the weight initialisers and the dropout masks. Default: drawn at construction (and saved in the config). */
   seed?: Seed;
@@ -138,6 +146,8 @@ export class ChunkedFeedForward extends tfl.layers.Layer {
   readonly chunkLength: number | undefined;
   readonly dropout: number;
   readonly useBias: boolean;
+  /** The initializers and regularizers of the kernels and biases (null: the default). */
+  readonly weightSettings: DenseWeightSettings;
   readonly seed: Seed;
   /** U, known once built. */
   units = 0;
@@ -161,6 +171,7 @@ export class ChunkedFeedForward extends tfl.layers.Layer {
     this.dropout = args.dropout ?? 0;
     assertRate(who, 'dropout', this.dropout);
     this.useBias = args.useBias ?? true;
+    this.weightSettings = resolveDenseWeightArgs(who, args);
     this.seed = args.seed ?? freshSeed();
     assertSeed(who, this.seed);
     this.trainingStream = uniformStream(this.seed, 'training');
@@ -173,12 +184,16 @@ export class ChunkedFeedForward extends tfl.layers.Layer {
     }
     const modelSize = shape[2];
     this.units = this.unitsArg ?? 4 * modelSize;
-    const init = (salt: number) => tfl.initializers.glorotUniform({ seed: initializerSeed(this.seed, salt) });
-    this.hiddenKernel = this.addWeight('hidden/kernel', [modelSize, this.units], 'float32', init(1));
-    this.outKernel = this.addWeight('out/kernel', [this.units, modelSize], 'float32', init(2));
+    const settings = this.weightSettings;
+    const kernel = (name: string, shape: number[], salt: number) =>
+      this.addWeight(name, shape, 'float32', kernelInitializerFor(settings, this.seed, salt), settings.kernelRegularizer ?? undefined);
+    const bias = (name: string, size: number, salt: number) =>
+      this.addWeight(name, [size], 'float32', biasInitializerFor(settings, salt), settings.biasRegularizer ?? undefined);
+    this.hiddenKernel = kernel('hidden/kernel', [modelSize, this.units], 1);
+    this.outKernel = kernel('out/kernel', [this.units, modelSize], 2);
     if (this.useBias) {
-      this.hiddenBias = this.addWeight('hidden/bias', [this.units], 'float32', tfl.initializers.zeros());
-      this.outBias = this.addWeight('out/bias', [modelSize], 'float32', tfl.initializers.zeros());
+      this.hiddenBias = bias('hidden/bias', this.units, 3);
+      this.outBias = bias('out/bias', modelSize, 4);
     }
     this.built = true;
   }
@@ -253,6 +268,7 @@ export class ChunkedFeedForward extends tfl.layers.Layer {
       activation: this.activation,
       dropout: this.dropout,
       useBias: this.useBias,
+      ...denseWeightConfig(this.weightSettings),
       seed: this.seed,
     };
     if (this.unitsArg !== undefined) config.units = this.unitsArg;

@@ -52,3 +52,4 @@ export {
   type PositionEmbeddingKind,
   type ReformerLMArgs,
 } from './lm.js';
+export type { DenseWeightArgs, Initializer, InitializerArg, Regularizer, RegularizerArg } from './weight_args.js';

@@ -23,6 +23,7 @@ import { AxialPositionEmbedding, PositionEmbedding } from './position_embeddings
 import { ReversibleStack } from './reversible.js';
 import { FullSelfAttention, LSHSelfAttention, type SelfAttentionBase } from './self_attention.js';
 import { LayerNorm } from './layer_norm.js';
+import { reseeded, resolveInitializer, resolveRegularizer, type InitializerArg, type RegularizerArg } from './weight_args.js';
 
 /** The attention of one block. */
 export type AttentionKind = 'lsh' | 'full';
@@ -72,6 +73,16 @@ export interface ReformerLMArgs {
   axialShape?: [number, number];
   /** Recompute activations in the backward pass (memory independent of depth). Default true. */
   reversible?: boolean;
+  /**
+   * Initializer of the kernels of every block (attention, feed-forward) and of
+   * the output dense, as the layers take it; a seeded one is re-seeded per
+   * layer and kernel. Default: each layer's seeded glorotUniform.
+   */
+  kernelInitializer?: InitializerArg;
+  /** Regularizer of the same kernels (weight decay: e.g. tf.regularizers.l2({ l2: 1e-4 })). Default: none. */
+  kernelRegularizer?: RegularizerArg;
+  /** Regularizer of the biases (feed-forward, output dense; the attention has none). Default: none. */
+  biasRegularizer?: RegularizerArg;
   /** Seed of every initialiser, rotation and dropout mask. Default: drawn once. */
   seed?: Seed;
   /** The model's name. Default: tfjs-layers' automatic one. */
@@ -117,7 +128,18 @@ export function reformerLM(args: ReformerLMArgs): tfl.LayersModel {
   assertSeed(who, seed);
   const seeds = uniformStream(seed, 'reformerLM');
 
-  const common = { numHeads: args.numHeads ?? 4, headDim: args.headDim, causal: true, dropout: args.attentionDropout ?? 0 };
+  const kernelInitializer = resolveInitializer(who, 'kernelInitializer', args.kernelInitializer);
+  const kernelRegularizer = resolveRegularizer(who, 'kernelRegularizer', args.kernelRegularizer) ?? undefined;
+  const biasRegularizer = resolveRegularizer(who, 'biasRegularizer', args.biasRegularizer) ?? undefined;
+  let layerCount = 0;
+  // Each layer's own copy of the initializer (a seeded one would give every block the same weights).
+  const weightArgs = () => ({
+    kernelInitializer: kernelInitializer === null ? undefined : reseeded(kernelInitializer, 1000 + layerCount++),
+    kernelRegularizer,
+    biasRegularizer,
+  });
+  // The Reformer's attention projections have no biases.
+  const common = { numHeads: args.numHeads ?? 4, headDim: args.headDim, causal: true, dropout: args.attentionDropout ?? 0, useBias: false };
   const blocks = perLayer.map((kind) => ({
     attention:
       kind === 'lsh'
@@ -128,14 +150,16 @@ export function reformerLM(args: ReformerLMArgs): tfl.LayersModel {
             nBuckets: args.nBuckets,
             numChunksBefore: args.numChunksBefore,
             numChunksAfter: args.numChunksAfter,
+            ...weightArgs(),
             seed: nextSeed(seeds),
           })
-        : new FullSelfAttention({ ...common, seed: nextSeed(seeds) }),
+        : new FullSelfAttention({ ...common, ...weightArgs(), seed: nextSeed(seeds) }),
     feedForward: new ChunkedFeedForward({
       units: args.feedForwardUnits,
       chunkLength: args.feedForwardChunkLength,
       dropout: args.feedForwardDropout,
       activation: args.activation ?? 'gelu',
+      ...weightArgs(),
       seed: nextSeed(seeds),
     }),
   }));
@@ -165,8 +189,15 @@ export function reformerLM(args: ReformerLMArgs): tfl.LayersModel {
   const stack = new ReversibleStack({ blocks, reversible: args.reversible, seed: nextSeed(seeds) });
   const hidden = stack.apply(positions.apply(embedded)) as tfl.SymbolicTensor; // [B, T, 2M]
   const normed = new LayerNorm().apply(hidden) as tfl.SymbolicTensor;
+  const outputSeed = nextSeed(seeds);
+  const output = weightArgs();
   const logits = tfl.layers
-    .dense({ units: args.vocabSize, kernelInitializer: tfl.initializers.glorotUniform({ seed: nextSeed(seeds) }) })
+    .dense({
+      units: args.vocabSize,
+      kernelInitializer: output.kernelInitializer ?? tfl.initializers.glorotUniform({ seed: outputSeed }),
+      kernelRegularizer,
+      biasRegularizer,
+    })
     .apply(normed) as tfl.SymbolicTensor;
   return tfl.model({ inputs: tokens, outputs: logits, name: args.name });
 }

@@ -14,14 +14,37 @@ import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js'
 import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
 import { assertSeed, freshSeed, initializerSeed, type Seed } from '../src/random.js';
 import { assertPositiveInteger, shapeString } from '../src/validate.js';
+import {
+  reseeded,
+  resolveInitializer,
+  resolveRegularizer,
+  serializeWeightArg,
+  type Initializer,
+  type InitializerArg,
+  type Regularizer,
+  type RegularizerArg,
+} from './weight_args.js';
 
 type Shape = (number | null)[];
 
-/** Arguments both position embeddings take. */
+/** Arguments both position embeddings take (the weight arguments as tf.layers.embedding takes them). */
 interface PositionEmbeddingBaseArgs extends LayerArgs {
-  /** Standard deviation of the (normal) initial values. Default 0.02. */
+  /** Standard deviation of the default initializer's normal values (not with embeddingsInitializer). Default 0.02. */
   stddev?: number;
-  /** Seed of the initialiser. Default: drawn at construction (and saved in the config). */
+  /**
+   * Initializer of the table (both tables of the axial embedding): a name
+   * ('randomNormal', 'zeros', …), a `tf.initializers` instance or its
+   * `{className, config}`; a seeded one is re-seeded per table. Default:
+   * N(0, stddev²) seeded from the layer's `seed`, a different seed per table.
+   */
+  embeddingsInitializer?: InitializerArg;
+  /**
+   * Regularizer of the table(s): a name ('l1', 'l2', 'l1l2'), a
+   * `tf.regularizers` instance or its `{className, config}`; its penalty is
+   * in the layer's `losses` and is added to the loss in `model.fit`. Default: none.
+   */
+  embeddingsRegularizer?: RegularizerArg;
+  /** Seed of the default initializer. Default: drawn at construction (and saved in the config). */
   seed?: Seed;
 }
 
@@ -63,12 +86,23 @@ function dataShape(who: string, inputShape: Shape | Shape[]): Shape {
 /** The base: shapes, masks, the call; subclasses supply the [T_max, M] table. */
 abstract class PositionEmbeddingBase extends tfl.layers.Layer {
   readonly stddev: number;
+  /** The embeddingsInitializer argument; null: the default. */
+  readonly embeddingsInitializer: Initializer | null;
+  readonly embeddingsRegularizer: Regularizer | null;
   readonly seed: Seed;
 
   constructor(args: PositionEmbeddingBaseArgs, who: string) {
     super(args);
     this.stddev = args.stddev ?? 0.02;
     if (!(this.stddev >= 0)) throw new Error(`${who}: stddev must be a number ≥ 0, got ${String(args.stddev)}`);
+    this.embeddingsInitializer = resolveInitializer(who, 'embeddingsInitializer', args.embeddingsInitializer);
+    if (this.embeddingsInitializer !== null && args.stddev !== undefined) {
+      throw new Error(
+        `${who}: stddev applies only to the default initializer, but an embeddingsInitializer is given; ` +
+          `remove stddev (or set it in the initializer, e.g. tf.initializers.randomNormal({ stddev }))`,
+      );
+    }
+    this.embeddingsRegularizer = resolveRegularizer(who, 'embeddingsRegularizer', args.embeddingsRegularizer);
     this.seed = args.seed ?? freshSeed();
     assertSeed(who, this.seed);
     this.supportsMasking = true;
@@ -80,8 +114,13 @@ abstract class PositionEmbeddingBase extends tfl.layers.Layer {
   /** The embeddings of positions 0 … length − 1: [length, M]. */
   abstract positionTable(length: number): tf.Tensor2D;
 
-  protected initializer(salt: number): ReturnType<typeof tfl.initializers.randomNormal> {
-    return tfl.initializers.randomNormal({ mean: 0, stddev: this.stddev, seed: initializerSeed(this.seed, salt) });
+  /** A table's weight: the `salt`-th of the layer, [rows, columns]. */
+  protected addTable(name: string, shape: [number, number], salt: number): tfl.LayerVariable {
+    const initializer =
+      this.embeddingsInitializer === null
+        ? tfl.initializers.randomNormal({ mean: 0, stddev: this.stddev, seed: initializerSeed(this.seed, salt) })
+        : reseeded(this.embeddingsInitializer, salt);
+    return this.addWeight(name, shape, 'float32', initializer, this.embeddingsRegularizer ?? undefined);
   }
 
   override computeOutputShape(inputShape: Shape | Shape[]): Shape {
@@ -111,7 +150,10 @@ abstract class PositionEmbeddingBase extends tfl.layers.Layer {
   }
 
   override getConfig(): tf.serialization.ConfigDict {
-    return { ...super.getConfig(), stddev: this.stddev, seed: this.seed };
+    // stddev only with the default initializer (the constructor refuses both).
+    const initializer: tf.serialization.ConfigDict =
+      this.embeddingsInitializer === null ? { stddev: this.stddev } : { embeddingsInitializer: serializeWeightArg(this.embeddingsInitializer) };
+    return { ...super.getConfig(), ...initializer, embeddingsRegularizer: serializeWeightArg(this.embeddingsRegularizer), seed: this.seed };
   }
 }
 
@@ -140,7 +182,7 @@ export class PositionEmbedding extends PositionEmbeddingBase {
 
   override build(inputShape: Shape | Shape[]): void {
     const modelSize = dataShape('PositionEmbedding', inputShape)[2] as number;
-    this.table = this.addWeight('embeddings', [this.maxLength, modelSize], 'float32', this.initializer(1));
+    this.table = this.addTable('embeddings', [this.maxLength, modelSize], 1);
     this.built = true;
   }
 
@@ -214,8 +256,8 @@ export class AxialPositionEmbedding extends PositionEmbeddingBase {
         );
       }
     }
-    this.rows = this.addWeight('rows', [this.axialShape[0], dims[0]], 'float32', this.initializer(1));
-    this.columns = this.addWeight('columns', [this.axialShape[1], dims[1]], 'float32', this.initializer(2));
+    this.rows = this.addTable('rows', [this.axialShape[0], dims[0]], 1);
+    this.columns = this.addTable('columns', [this.axialShape[1], dims[1]], 2);
     this.built = true;
   }
 

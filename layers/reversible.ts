@@ -26,7 +26,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
-import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
+import type { Kwargs, RegularizerFn } from '@tensorflow/tfjs-layers/dist/types.js';
 import { normalizeLastAxis } from './layer_norm.js';
 import { assertSeed, freshSeed, nextSeed, uniformStream, type Seed, type Uniform } from '../src/random.js';
 import { shapeString } from '../src/validate.js';
@@ -228,6 +228,20 @@ export class ReversibleStack extends tfl.layers.Layer {
 
   override set nonTrainableWeights(weights: tfl.LayerVariable[]) {
     super.nonTrainableWeights = weights;
+  }
+
+  /**
+   * The blocks' regularizer penalties, then the stack's own: a model adds
+   * the losses of its layers to the training loss, and the blocks' layers
+   * are not layers of the model.
+   */
+  override get losses(): RegularizerFn[] {
+    return [...this.subLayers().flatMap((layer) => layer.losses), ...super.losses];
+  }
+
+  /** Adds to the stack's own losses (tfjs-layers' addLoss pushes onto `losses`, here a new array). */
+  override addLoss(losses: RegularizerFn | RegularizerFn[]): void {
+    super.losses.push(...(Array.isArray(losses) ? losses : [losses]));
   }
 
   /** Passed on to the blocks' layers (tfjs-layers skips initialisers when loading a model). */

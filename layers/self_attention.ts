@@ -14,13 +14,21 @@ import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js'
 import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
 import { fullAttention, lshAttention, resolveLSHSettings, validLength } from '../src/attention.js';
 import { randomRotations, type HashFamilyName, type NBuckets } from '../src/hashing.js';
-import { assertSeed, freshSeed, initializerSeed, nextSeed, purposeSeed, uniformStream, type Seed, type Uniform } from '../src/random.js';
+import { assertSeed, freshSeed, nextSeed, purposeSeed, uniformStream, type Seed, type Uniform } from '../src/random.js';
 import { assertPositiveInteger, assertRate, shapeString } from '../src/validate.js';
+import {
+  biasInitializerFor,
+  denseWeightConfig,
+  kernelInitializerFor,
+  resolveDenseWeightArgs,
+  type DenseWeightArgs,
+  type DenseWeightSettings,
+} from './weight_args.js';
 
 type Shape = (number | null)[];
 
-/** Arguments both attention layers take. */
-export interface SelfAttentionArgs extends LayerArgs {
+/** Arguments both attention layers take (the weight arguments as tf.layers.dense takes them). */
+export interface SelfAttentionArgs extends LayerArgs, DenseWeightArgs {
   /** H, the number of heads. Default 8. */
   numHeads?: number;
   /** D, the size of each head. Default: M / H (the input's last dimension over numHeads). */
@@ -29,7 +37,11 @@ export interface SelfAttentionArgs extends LayerArgs {
   causal?: boolean;
   /** Dropout rate on the attention weights in training, in [0, 1). Default 0. */
   dropout?: number;
-  /** Add biases to the projections. Default false. */
+  /**
+   * Add biases to the QK, V and output projections, as tf.layers.dense
+   * does (the Reformer's attention has none; `reformerLM` builds it so).
+   * Default true.
+   */
   useBias?: boolean;
   /**
    * Seed of the weight initialisers, the hash rotations and dropout:
@@ -70,6 +82,8 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
   readonly causal: boolean;
   readonly dropout: number;
   readonly useBias: boolean;
+  /** The initializers and regularizers of the kernels and biases (null: the default). */
+  readonly weightSettings: DenseWeightSettings;
   readonly seed: Seed;
   /** The stream of per-step seeds in training. */
   protected readonly trainingStream: Uniform;
@@ -90,7 +104,8 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
     this.causal = args.causal ?? false;
     this.dropout = args.dropout ?? 0;
     assertRate(who, 'dropout', this.dropout);
-    this.useBias = args.useBias ?? false;
+    this.useBias = args.useBias ?? true;
+    this.weightSettings = resolveDenseWeightArgs(who, args);
     this.seed = args.seed ?? freshSeed();
     assertSeed(who, this.seed);
     this.trainingStream = uniformStream(this.seed, 'training');
@@ -118,14 +133,18 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
       );
     }
     const inner = this.numHeads * this.headDim;
-    const init = (salt: number) => tfl.initializers.glorotUniform({ seed: initializerSeed(this.seed, salt) });
-    this.qkKernel = this.addWeight('qk/kernel', [modelSize, inner], 'float32', init(1));
-    this.vKernel = this.addWeight('v/kernel', [modelSize, inner], 'float32', init(2));
-    this.outKernel = this.addWeight('out/kernel', [inner, modelSize], 'float32', init(3));
+    const settings = this.weightSettings;
+    const kernel = (name: string, shape: number[], salt: number) =>
+      this.addWeight(name, shape, 'float32', kernelInitializerFor(settings, this.seed, salt), settings.kernelRegularizer ?? undefined);
+    const bias = (name: string, size: number, salt: number) =>
+      this.addWeight(name, [size], 'float32', biasInitializerFor(settings, salt), settings.biasRegularizer ?? undefined);
+    this.qkKernel = kernel('qk/kernel', [modelSize, inner], 1);
+    this.vKernel = kernel('v/kernel', [modelSize, inner], 2);
+    this.outKernel = kernel('out/kernel', [inner, modelSize], 3);
     if (this.useBias) {
-      this.qkBias = this.addWeight('qk/bias', [inner], 'float32', tfl.initializers.zeros());
-      this.vBias = this.addWeight('v/bias', [inner], 'float32', tfl.initializers.zeros());
-      this.outBias = this.addWeight('out/bias', [modelSize], 'float32', tfl.initializers.zeros());
+      this.qkBias = bias('qk/bias', inner, 4);
+      this.vBias = bias('v/bias', inner, 5);
+      this.outBias = bias('out/bias', modelSize, 6);
     }
     this.built = true;
   }
@@ -216,6 +235,7 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
       causal: this.causal,
       dropout: this.dropout,
       useBias: this.useBias,
+      ...denseWeightConfig(this.weightSettings),
       seed: this.seed,
     };
     if (this.headDimArg !== undefined) config.headDim = this.headDimArg;

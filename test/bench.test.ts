@@ -59,11 +59,20 @@ describeBackends('attention benchmark', (backend) => {
     const paths = await writeReport(report, tmp, `tiny-${backend}`);
     for (const path of paths) expect(existsSync(path)).toBe(true);
     const json = JSON.parse(readFileSync(paths[1], 'utf8')) as SweepReport;
-    expect(json.points).toHaveLength(6);
+    expect(json.points).toEqual(JSON.parse(JSON.stringify(points))); // the measured values, not just as many
     expect(json.backend).toMatch(new RegExp(`^${backend}`));
     const md = readFileSync(paths[0], 'utf8');
     expect(md).toMatch(/\| T \| attention \| median ms/);
-    expect(md).toMatch(/speed-up over full/);
+    const label = (p: (typeof points)[number]) => (p.variant === 'lsh' ? `lsh R=${p.nHashes}` : 'full');
+    for (const p of points) {
+      // Each point's row carries its median.
+      expect(md).toContain(`| ${p.length} | ${label(p)} | ${(p.medianMs as number).toFixed(1)} |`);
+      if (p.variant === 'lsh') {
+        const full = points.find((q) => q.variant === 'full' && q.length === p.length);
+        const speedUp = ((full?.medianMs as number) / (p.medianMs as number)).toFixed(2);
+        expect(md).toContain(`| ${p.length} | ${label(p)} | ${speedUp}× |`);
+      }
+    }
     expect(md).toMatch(/Where the time goes/);
     expect(md).toMatch(/^# Attention sweep\n\nAt T=64 LSH attention with 2 hash rounds is [\d.]+× (faster|slower) than full attention/);
     expect(readFileSync(paths[2], 'utf8')).toMatch(/^<svg/);

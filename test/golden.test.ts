@@ -3,37 +3,13 @@
  * from an independent float64 reference) against lshAttention and
  * fullAttention.
  */
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { fullAttention, lshAttention } from '../src/index.js';
+import { GOLDEN_CONFIGURATIONS, goldenConfiguration, hasShape, loadGoldenCases } from './golden_cases.js';
 import { describeBackends } from './helpers.js';
 
-interface GoldenCase {
-  B: number;
-  H: number;
-  T: number;
-  D: number;
-  Dv: number;
-  nHashes: number;
-  nBuckets: number;
-  chunkLength: number;
-  numChunksBefore: number;
-  numChunksAfter: number;
-  causal: boolean;
-  qk: number[][][][];
-  v: number[][][][];
-  rotations: number[][][];
-  mask: number[][] | null;
-  expected: number[][][][];
-  expectedFull: number[][][][];
-}
-
-const here = dirname(fileURLToPath(import.meta.url));
-const goldenPath = join(here, 'data', 'golden-cases.json');
-const cases = (JSON.parse(readFileSync(goldenPath, 'utf8')) as { cases: GoldenCase[] }).cases;
+const cases = loadGoldenCases();
 
 /** Largest difference over unpadded query positions. */
 function maxDiffUnpadded(actual: tf.Tensor4D, expected: number[][][][], mask: number[][] | null): number {
@@ -52,10 +28,50 @@ function maxDiffUnpadded(actual: tf.Tensor4D, expected: number[][][][], mask: nu
   return worst;
 }
 
-describeBackends('golden cases', () => {
-  it('has six cases', () => {
-    expect(cases.length).toBe(6);
+describe('golden fixture', () => {
+  it('the fixture holds the six configurations of the design, with arrays of the declared shapes', () => {
+    expect(cases.map(goldenConfiguration)).toEqual(GOLDEN_CONFIGURATIONS);
+    for (const c of cases) {
+      expect(hasShape(c.qk, [c.B, c.H, c.T, c.D])).toBe(true);
+      expect(hasShape(c.v, [c.B, c.H, c.T, c.Dv])).toBe(true);
+      expect(hasShape(c.rotations, [c.D, c.nHashes, c.nBuckets / 2])).toBe(true);
+      if (c.mask !== null) expect(hasShape(c.mask, [c.B, c.T])).toBe(true);
+      expect(hasShape(c.expected, [c.B, c.H, c.T, c.Dv])).toBe(true);
+      expect(hasShape(c.expectedFull, [c.B, c.H, c.T, c.Dv])).toBe(true);
+    }
   });
+
+  it.each(cases.map((c, i) => [i, c] as const))(
+    'case %i: the expected outputs are averages of values (inside their range); with causal, position 0 is its own value',
+    (_i, c) => {
+      let checked = 0;
+      for (let b = 0; b < c.B; b++) {
+        for (let h = 0; h < c.H; h++) {
+          for (let d = 0; d < c.Dv; d++) {
+            const column = c.v[b][h].map((row) => row[d]);
+            const [low, high] = [Math.min(...column) - 1e-6, Math.max(...column) + 1e-6];
+            for (let t = 0; t < c.T; t++) {
+              if (c.mask !== null && c.mask[b][t] === 0) continue;
+              for (const expected of [c.expected, c.expectedFull]) {
+                expect(expected[b][h][t][d]).toBeGreaterThanOrEqual(low);
+                expect(expected[b][h][t][d]).toBeLessThanOrEqual(high);
+              }
+            }
+            if (c.causal && (c.mask === null || c.mask[b][0] === 1)) {
+              // The first query may attend only to itself.
+              expect(Math.abs(c.expected[b][h][0][d] - c.v[b][h][0][d])).toBeLessThan(1e-6);
+              expect(Math.abs(c.expectedFull[b][h][0][d] - c.v[b][h][0][d])).toBeLessThan(1e-6);
+              checked++;
+            }
+          }
+        }
+      }
+      expect(checked).toBe(c.causal ? c.B * c.H * c.Dv : 0);
+    },
+  );
+});
+
+describeBackends('golden cases', () => {
   it.each(cases.map((c, i) => [i, c] as const))('case %i: lshAttention and fullAttention match', (_i, c) => {
     tf.tidy(() => {
       const qk = tf.tensor4d(c.qk);

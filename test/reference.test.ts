@@ -6,12 +6,10 @@
  * Legend: B batch, H heads, T length, D head size, Dv value size,
  * R rounds (nHashes), K buckets, C chunkLength.
  */
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { hashBuckets, lshAttention, type NBuckets } from '../src/index.js';
+import { GOLDEN_CONFIGURATIONS, goldenConfiguration, loadGoldenCases } from './golden_cases.js';
 import { describeBackends } from './helpers.js';
 import {
   referenceBuckets,
@@ -233,21 +231,7 @@ function worstUnpadded(
 // ---------------------------------------------------------------------------
 // a) The reference against the golden cases: validates the reading of the spec.
 
-interface GoldenCase extends ReferenceLSHInput {
-  B: number;
-  H: number;
-  T: number;
-  Dv: number;
-  nBuckets: number;
-  mask: number[][] | null;
-  expected: number[][][][];
-  expectedFull: number[][][][];
-}
-
-const here = dirname(fileURLToPath(import.meta.url));
-const goldenCases = (
-  JSON.parse(readFileSync(join(here, 'data', 'golden-cases.json'), 'utf8')) as { cases: GoldenCase[] }
-).cases;
+const goldenCases = loadGoldenCases();
 
 /** Largest difference over unpadded query positions of two nested outputs. */
 function worstNested(actual: number[][][][], expected: number[][][][], mask: number[][] | null): number {
@@ -255,8 +239,8 @@ function worstNested(actual: number[][][][], expected: number[][][][], mask: num
 }
 
 describe('float64 reference', () => {
-  it('has six golden cases', () => {
-    expect(goldenCases.length).toBe(6);
+  it('reads the six golden cases of the design (their configurations, as golden_cases.ts lists them)', () => {
+    expect(goldenCases.map(goldenConfiguration)).toEqual(GOLDEN_CONFIGURATIONS);
   });
   it.each(goldenCases.map((c, i) => [i, c] as const))('matches golden case %i (LSH and full)', (_i, c) => {
     const lsh = referenceLSHAttention(c);

@@ -80,6 +80,10 @@ describe('probeSequence', () => {
     const padded = [...randomScores(12, 9), ...one];
     expect(probeSequence(padded, 12, 2, 3, 2, 5)).toEqual(probeSequence(one, 0, 2, 3, 2, 5));
     expect(probeSequence(one, 0, 2, 3, 2, 0)).toEqual([]);
-    expect(probeSequence(one, 0, 2, 3, 2, 1000)).toHaveLength(2 * (2 ** 3 - 1));
+    // Asked for more than exist: every non-home bucket of both tables, once each.
+    const all = probeSequence(one, 0, 2, 3, 2, 1000);
+    const asKey = (p: { table: number; key: number }): string => `${p.table}:${p.key}`;
+    expect(all).toHaveLength(2 * (2 ** 3 - 1));
+    expect(new Set(all.map(asKey))).toEqual(new Set(bruteForce(one, 2, 3, 2).map(asKey)));
   });
 });
