@@ -45,7 +45,7 @@ export {
   type KernelizedLSHOptions,
 } from './klsh.js';
 export { exactSearch, recallAtK, type ExactSearchOptions, type SearchResult } from './exact.js';
-export { probeSequence, type Probe } from './probe.js';
+export { MAX_PROBES, probeSequence, type Probe } from './probe.js';
 export { familyFromJSON, type FamilyLoadOptions } from './serialize.js';
 export {
   INDEX_FORMAT,
