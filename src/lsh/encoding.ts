@@ -134,6 +134,7 @@ function littleEndianBytes(values: Float32Array | Int32Array): Uint8Array {
 
 /** A short description of any value, for error messages. */
 export function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
   if (value === null) return 'null';
   if (Array.isArray(value)) return `an array of length ${value.length}`;
   if (typeof value === 'string') return value.length > 40 ? `a string of length ${value.length}` : JSON.stringify(value);

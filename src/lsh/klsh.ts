@@ -490,7 +490,7 @@ export class KernelizedLSH implements HashFamily {
     const { nAnchors: p, dim } = json;
     const columns = json.nTables * json.nBits;
     const array = (what: keyof KernelizedLSHJSON, shape: string, length: number): Float32Array => {
-      const values = base64ToFloat32(who, `${what} ${shape}`, json[what], length);
+      const values = base64ToFloat32(who, what, json[what], length, shape);
       const bad = values.findIndex((v) => !Number.isFinite(v));
       if (bad >= 0) throw new Error(`${who}: ${what} must hold finite numbers, got ${values[bad]} at ${bad}; the saved JSON is corrupted`);
       return values;

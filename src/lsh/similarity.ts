@@ -407,7 +407,9 @@ export function medianGamma(data: tf.Tensor2D, options: MedianGammaOptions = {})
     }
     if (d > 0) distances.push(d);
   }
-  if (distances.length === 0) throw new Error(`${who}: all sampled pairs are identical; the data has no spread`);
+  if (distances.length === 0) {
+    throw new Error(`${who}: all ${pairs} sampled pairs of rows are identical (distance 0); the data has no spread: pass varied data or choose gamma yourself`);
+  }
   distances.sort((x, y) => x - y);
   return 1 / distances[Math.floor(distances.length / 2)];
 }
