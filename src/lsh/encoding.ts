@@ -140,7 +140,7 @@ export function describeValue(value: unknown): string {
   if (typeof value === 'string') return value.length > 40 ? `a string of length ${value.length}` : JSON.stringify(value);
   if (typeof value === 'object') {
     const name = (value as { constructor?: { name?: string } }).constructor?.name;
-    return name ? `a ${name}` : 'an object';
+    return name && name !== 'Object' ? `a ${name}` : 'an object';
   }
   return `${typeof value} ${String(value)}`;
 }

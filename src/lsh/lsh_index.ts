@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { assertNonNegativeInteger, assertPositiveInteger } from '../validate.js';
 import { base64ToFloat32, base64ToInt32, describeValue, float32ToBase64, int32ToBase64 } from './encoding.js';
-import { checkVectors, type HashFamily, type HashFamilyJSON } from './family.js';
+import { assertSavedPositiveInteger, checkVectors, type HashFamily, type HashFamilyJSON } from './family.js';
 import {
   checkSimilarity,
   dot,
@@ -434,8 +434,10 @@ export class LSHIndex {
       throw new Error(`${who}: options must be an object like { kernels: { name: fn } }, got ${describeValue(options)}`);
     }
     if (json.version !== 1) throw new Error(`${who}: version must be 1, got ${describeValue(json.version)}`);
-    assertNonNegativeInteger(who, 'size', json.size);
-    assertPositiveInteger(who, 'dim', json.dim);
+    if (typeof json.size !== 'number' || !Number.isSafeInteger(json.size) || json.size < 0) {
+      throw new Error(`${who}: size must be a non-negative integer (the number of stored vectors), got ${describeValue(json.size)}`);
+    }
+    assertSavedPositiveInteger(who, 'dim', json.dim);
     if (typeof json.nextId !== 'number' || !Number.isSafeInteger(json.nextId) || json.nextId < 0) {
       throw new Error(
         `${who}: nextId must be an integer in [0, ${Number.MAX_SAFE_INTEGER}] (the next default id), got ${describeValue(json.nextId)}; ` +

@@ -279,7 +279,10 @@ export function loadKernel(
   const supplied = Object.hasOwn(custom, name) ? custom[name] : undefined;
   if (supplied !== undefined) {
     if (typeof supplied === 'function') return customKernel(supplied, { name, params: numbers });
-    checkSimilarity(`${who} (kernels['${name}'])`, supplied);
+    const kernel = supplied as Partial<Kernel> | null;
+    if (kernel === null || typeof kernel !== 'object' || typeof kernel.matrix !== 'function' || typeof kernel.name !== 'string') {
+      throw new Error(`${who}: kernels['${name}'] must be a Kernel (e.g. customKernel(fn)) or a kernel function, got ${describeValue(supplied)}`);
+    }
     return supplied;
   }
   const allowed = Object.hasOwn(BUILT_IN_PARAMS, name) ? BUILT_IN_PARAMS[name] : undefined;
