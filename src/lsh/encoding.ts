@@ -89,30 +89,34 @@ export function int32ToBase64(values: Int32Array): string {
   return bytesToBase64(littleEndianBytes(values));
 }
 
-/** Decodes base64 float32 values and checks the count. */
-export function base64ToFloat32(who: string, what: string, text: unknown, expectedLength: number): Float32Array {
+/**
+ * Decodes base64 float32 values and checks the count.
+ * @param shape the array's shape for messages, e.g. '[p, D] = [300, 64]'.
+ */
+export function base64ToFloat32(who: string, what: string, text: unknown, expectedLength: number, shape?: string): Float32Array {
   const bytes = base64ToBytes(who, what, text);
-  checkLength(who, what, bytes.length, expectedLength);
+  checkLength(who, what, bytes.length, expectedLength, shape);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out = new Float32Array(expectedLength);
   for (let i = 0; i < expectedLength; i++) out[i] = view.getFloat32(4 * i, true);
   return out;
 }
 
-/** Decodes base64 int32 values and checks the count. */
-export function base64ToInt32(who: string, what: string, text: unknown, expectedLength: number): Int32Array {
+/** Decodes base64 int32 values and checks the count (`shape` as for {@link base64ToFloat32}). */
+export function base64ToInt32(who: string, what: string, text: unknown, expectedLength: number, shape?: string): Int32Array {
   const bytes = base64ToBytes(who, what, text);
-  checkLength(who, what, bytes.length, expectedLength);
+  checkLength(who, what, bytes.length, expectedLength, shape);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out = new Int32Array(expectedLength);
   for (let i = 0; i < expectedLength; i++) out[i] = view.getInt32(4 * i, true);
   return out;
 }
 
-function checkLength(who: string, what: string, byteLength: number, expectedLength: number): void {
+function checkLength(who: string, what: string, byteLength: number, expectedLength: number, shape?: string): void {
   if (byteLength !== 4 * expectedLength) {
+    const of = shape === undefined ? '' : ` (${shape})`;
     throw new Error(
-      `${who}: ${what} must hold ${expectedLength} 4-byte values, got ${byteLength} bytes; the saved JSON is truncated or edited`,
+      `${who}: ${what} must hold ${expectedLength} 4-byte values${of}, got ${byteLength} bytes; the saved JSON is truncated or edited`,
     );
   }
 }
@@ -130,12 +134,13 @@ function littleEndianBytes(values: Float32Array | Int32Array): Uint8Array {
 
 /** A short description of any value, for error messages. */
 export function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
   if (value === null) return 'null';
   if (Array.isArray(value)) return `an array of length ${value.length}`;
   if (typeof value === 'string') return value.length > 40 ? `a string of length ${value.length}` : JSON.stringify(value);
   if (typeof value === 'object') {
     const name = (value as { constructor?: { name?: string } }).constructor?.name;
-    return name ? `a ${name}` : 'an object';
+    return name && name !== 'Object' ? `a ${name}` : 'an object';
   }
   return `${typeof value} ${String(value)}`;
 }

@@ -8,7 +8,7 @@
  * cross-polytope buckets (M = m, A = K).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Seed } from '../random.js';
+import { MAX_SEED, assertSeed, type Seed } from '../random.js';
 import { assertRank, shapeString } from '../validate.js';
 import { describeValue } from './encoding.js';
 import type { KernelJSON } from './similarity.js';
@@ -116,6 +116,9 @@ export function checkVectors(who: string, what: string, x: unknown, dim?: number
       `${who}: ${what} must be a float32 tf.Tensor2D [N, D], got ${describeValue(x)}; wrap rows with tf.tensor2d(rows)`,
     );
   }
+  if (x.isDisposed) {
+    throw new Error(`${who}: ${what} was disposed before this call; keep it until the call returns (await it first)`);
+  }
   assertRank(who, what, x, 2, '[N, D]');
   if (x.dtype !== 'float32') {
     throw new Error(`${who}: ${what} must be float32, got ${x.dtype}; cast it with tf.cast(x, 'float32')`);
@@ -124,6 +127,43 @@ export function checkVectors(who: string, what: string, x: unknown, dim?: number
     throw new Error(
       `${who}: ${what} must have D = ${dim} columns (the size the family was built for), got shape ${shapeString(x.shape)}`,
     );
+  }
+}
+
+/**
+ * Throws when a family's tensor was freed: a disposed family cannot hash.
+ * @param family the family's name, e.g. 'SimHash'.
+ */
+export function checkNotDisposed(who: string, family: string, tensor: tf.Tensor): void {
+  if (tensor.isDisposed) {
+    throw new Error(`${who}: this ${family} was disposed (its tensors are freed); build or load a new one`);
+  }
+}
+
+/**
+ * Checks that a saved family is an object of the given kind.
+ * @param who e.g. 'SimHash.fromJSON'.
+ */
+export function checkSavedKind(who: string, json: unknown, kind: FamilyKind, name: string): asserts json is Record<string, unknown> {
+  if (json === null || typeof json !== 'object' || Array.isArray(json) || (json as { kind?: unknown }).kind !== kind) {
+    const found = json !== null && typeof json === 'object' && !Array.isArray(json) ? `kind ${describeValue((json as { kind?: unknown }).kind)}` : describeValue(json);
+    throw new Error(`${who}: expected a saved ${name} ({ kind: '${kind}', … } from toJSON()), got ${found}`);
+  }
+}
+
+/** Throws unless a saved seed is present and a {@link Seed}: a saved family must redraw exactly what it drew. */
+export function checkSavedSeed(who: string, seed: unknown): asserts seed is Seed {
+  if (seed === undefined) {
+    throw new Error(`${who}: seed must be an integer in [0, ${MAX_SEED}], got nothing; the saved JSON is incomplete (without its seed a family hashes differently)`);
+  }
+  assertSeed(who, seed);
+}
+
+/** Throws unless `value` is a positive integer; shows a string as a string (a saved file may hold "4"). */
+export function assertSavedPositiveInteger(who: string, what: string, value: unknown): asserts value is number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    const got = typeof value === 'number' ? String(value) : describeValue(value);
+    throw new Error(`${who}: ${what} must be a positive integer, got ${got}`);
   }
 }
 

@@ -38,6 +38,7 @@ export {
   type Similarity,
 } from './similarity.js';
 export {
+  KERNEL_ROUNDING,
   KLSH_DEFAULTS,
   KLSH_ROWS_PER_BLOCK,
   KernelizedLSH,
@@ -45,10 +46,12 @@ export {
   type KernelizedLSHOptions,
 } from './klsh.js';
 export { exactSearch, recallAtK, type ExactSearchOptions, type SearchResult } from './exact.js';
-export { probeSequence, type Probe } from './probe.js';
+export { MAX_PROBES, probeSequence, type Probe } from './probe.js';
 export { familyFromJSON, type FamilyLoadOptions } from './serialize.js';
 export {
   INDEX_FORMAT,
+  LOAD_CHECK_ROUNDING,
+  LOAD_CHECK_ROWS,
   LSHIndex,
   type IndexStats,
   type LSHId,

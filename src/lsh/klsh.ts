@@ -3,7 +3,7 @@
  * hyperplanes built inside the feature space of any kernel from a sample of
  * the data.
  *
- * Fit: p anchors x_1…x_p are sampled from the data; their kernel matrix K is
+ * Fit: p distinct anchors x_1…x_p are sampled from the data; their kernel matrix K is
  * centred (K_c = HKH, H = I − 11ᵀ/p) and K_c^(-1/2) = U Θ^(-1/2) Uᵀ is taken
  * from a symmetric eigendecomposition (ml-matrix, in float64), eigenvalues
  * below `eigenvalueCutoff`·θ_max and negative ones treated as zero. Each bit
@@ -18,7 +18,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
-import { assertSeed, uniformStream, type Seed } from '../random.js';
+import { assertSeed, uniformStream, type Seed, type Uniform } from '../random.js';
 import { packSignBits } from '../hashing.js';
 import { assertPositiveInteger, shapeString } from '../validate.js';
 import {
@@ -31,6 +31,10 @@ import {
 import {
   MAX_KEY_BITS,
   assertIntegerIn,
+  assertSavedPositiveInteger,
+  checkNotDisposed,
+  checkSavedKind,
+  checkSavedSeed,
   checkVectors,
   emptyRows,
   signDigitScores,
@@ -39,8 +43,8 @@ import {
 } from './family.js';
 import {
   customKernel,
-  kernelFromJSON,
   kernelToJSON,
+  loadKernel,
   rbfKernel,
   type Kernel,
   type KernelFunction,
@@ -54,7 +58,10 @@ export interface KernelizedLSHOptions {
   nBits?: number;
   /** L, tables. Default 1. */
   nTables?: number;
-  /** p, anchors sampled from the data to estimate the feature-space covariance; p ≤ N. Default 300. */
+  /**
+   * p, anchors sampled from the data to estimate the feature-space covariance:
+   * distinct rows, so p ≤ the number of distinct rows of the data. Default 300.
+   */
   nAnchors?: number;
   /** t, anchors summed per bit; t ≤ p. Default 30. */
   subsetSize?: number;
@@ -82,6 +89,14 @@ export const KLSH_DEFAULTS = {
   subsetSize: 30,
   eigenvalueCutoff: 1e-3,
 } as const;
+
+/**
+ * Relative rounding of the anchor kernel matrix: float32 values carry 2^-24
+ * relative error each, so the centred matrix's eigenvalues are uncertain by
+ * up to p · 2^-24 · max|K|; 2^-20 keeps a 16× margin. Eigenvalues below
+ * p · KERNEL_ROUNDING · max|K| are rounding, not directions of the data.
+ */
+export const KERNEL_ROUNDING = 2 ** -20;
 
 /** Rows hashed per kernel evaluation, so [N, p] kernel blocks stay bounded. */
 export const KLSH_ROWS_PER_BLOCK = 16384;
@@ -152,10 +167,14 @@ export class KernelizedLSH implements HashFamily {
   }
 
   /**
-   * Samples anchors from `data` and builds the hash functions.
-   * @param data float32 [N, D], N ≥ p: the data (or a representative sample of it).
-   * @throws on bad options, p > N, t > p, a kernel returning non-finite
-   *   values, or an anchor kernel matrix with no positive eigenvalue.
+   * Samples p distinct anchors from `data` and builds the hash functions.
+   * @param data float32 [N, D] with at least p distinct rows: the data (or a
+   *   representative sample of it).
+   * @throws on bad options; p > N; data with fewer than p distinct rows (all
+   *   rows identical included: lower nAnchors or pass more varied data); t > p;
+   *   a kernel returning non-finite values; or a kernel that sees all anchors
+   *   as one point (no eigenvalue of the centred anchor kernel matrix above
+   *   float32 rounding, {@link KERNEL_ROUNDING}: check its parameters).
    */
   static fit(data: tf.Tensor2D, options: KernelizedLSHOptions = {}): KernelizedLSH {
     const who = 'KernelizedLSH.fit';
@@ -191,14 +210,10 @@ export class KernelizedLSH implements HashFamily {
     const seed = resolveSeed(options.seed);
     const random = uniformStream(seed);
 
-    const anchorIndex = sampleWithoutReplacement(n, nAnchors, random);
-    const anchors = tf.tidy(() =>
-      tf.gatherND(data, tf.tensor2d(Int32Array.from(anchorIndex), [nAnchors, 1], 'int32')),
-    ) as tf.Tensor2D;
-    let anchorValues: Float32Array;
+    const anchorValues = sampleDistinctRows(who, data, nAnchors, random);
+    const anchors = tf.tensor2d(anchorValues, [nAnchors, dim], 'float32');
     let gram: Float64Array;
     try {
-      anchorValues = anchors.dataSync() as Float32Array;
       gram = anchorGram(who, kernel, anchors);
     } finally {
       anchors.dispose();
@@ -212,14 +227,20 @@ export class KernelizedLSH implements HashFamily {
     const eigenvalues = evd.realEigenvalues;
     const vectors = evd.eigenvectorMatrix;
     const largest = Math.max(...eigenvalues);
-    if (!(largest > 0) || !Number.isFinite(largest)) {
+    let gramScale = 0;
+    for (let i = 0; i < gram.length; i++) gramScale = Math.max(gramScale, Math.abs(gram[i]));
+    const rounding = nAnchors * KERNEL_ROUNDING * gramScale;
+    if (!(largest > rounding) || !Number.isFinite(largest)) {
       throw new Error(
-        `${who}: the centred anchor kernel matrix has no positive eigenvalue (largest ${largest}); ` +
+        `${who}: the centred anchor kernel matrix has no positive eigenvalue above float32 rounding ` +
+          `(largest ${largest.toExponential(2)}, rounding ${rounding.toExponential(2)}); ` +
           `the kernel '${kernel.name}' sees all ${nAnchors} anchors as the same point: check its parameters (e.g. gamma) or the data`,
       );
     }
+    // Directions below the rounding level would be amplified noise in K^(-1/2).
+    const keep = Math.max(cutoff * largest, rounding);
     const kept: number[] = [];
-    for (let e = 0; e < eigenvalues.length; e++) if (eigenvalues[e] > cutoff * largest) kept.push(e);
+    for (let e = 0; e < eigenvalues.length; e++) if (eigenvalues[e] > keep) kept.push(e);
     const rank = kept.length;
     const u = new Float64Array(nAnchors * rank); // [p, rank]
     const invSqrt = new Float64Array(rank);
@@ -297,6 +318,7 @@ export class KernelizedLSH implements HashFamily {
   centredKernel(x: tf.Tensor2D): tf.Tensor2D {
     const who = 'KernelizedLSH.centredKernel';
     checkVectors(who, 'x', x, this.dim);
+    checkNotDisposed(who, 'KernelizedLSH', this.weights);
     const k = this.kernel.matrix(x, this.anchors);
     try {
       assertFinite(who, this.kernel, k);
@@ -316,6 +338,7 @@ export class KernelizedLSH implements HashFamily {
    */
   project(x: tf.Tensor2D): tf.Tensor2D {
     checkVectors('KernelizedLSH.project', 'x', x, this.dim);
+    checkNotDisposed('KernelizedLSH.project', 'KernelizedLSH', this.weights);
     const n = x.shape[0];
     const columns = this.nTables * this.nBits;
     if (n === 0) return emptyRows([0, columns], 'float32');
@@ -353,6 +376,7 @@ export class KernelizedLSH implements HashFamily {
    * @returns float32 [p, L·b].
    */
   anchorProjections(): tf.Tensor2D {
+    checkNotDisposed('KernelizedLSH.anchorProjections', 'KernelizedLSH', this.weights);
     const gram = anchorGram('KernelizedLSH.anchorProjections', this.kernel, this.anchors);
     const { centred } = centre(gram, this.nAnchors);
     const columns = this.nTables * this.nBits;
@@ -368,6 +392,7 @@ export class KernelizedLSH implements HashFamily {
    */
   bits(x: tf.Tensor2D): tf.Tensor3D {
     checkVectors('KernelizedLSH.bits', 'x', x, this.dim);
+    checkNotDisposed('KernelizedLSH.bits', 'KernelizedLSH', this.weights);
     if (x.shape[0] === 0) return emptyRows([0, this.nTables, this.nBits], 'int32');
     const projections = this.project(x);
     try {
@@ -384,6 +409,7 @@ export class KernelizedLSH implements HashFamily {
    */
   hash(x: tf.Tensor2D): tf.Tensor2D {
     checkVectors('KernelizedLSH.hash', 'x', x, this.dim);
+    checkNotDisposed('KernelizedLSH.hash', 'KernelizedLSH', this.weights);
     if (x.shape[0] === 0) return emptyRows([0, this.nTables], 'int32');
     const projections = this.project(x);
     try {
@@ -401,6 +427,7 @@ export class KernelizedLSH implements HashFamily {
    */
   digitScores(x: tf.Tensor2D): tf.Tensor4D {
     checkVectors('KernelizedLSH.digitScores', 'x', x, this.dim);
+    checkNotDisposed('KernelizedLSH.digitScores', 'KernelizedLSH', this.weights);
     if (x.shape[0] === 0) return emptyRows([0, this.nTables, this.nBits, 2], 'float32');
     const projections = this.project(x);
     try {
@@ -414,6 +441,7 @@ export class KernelizedLSH implements HashFamily {
 
   /** Settings, seed, kernel and fitted arrays (base64 float32). */
   toJSON(): KernelizedLSHJSON {
+    checkNotDisposed('KernelizedLSH.toJSON', 'KernelizedLSH', this.weights);
     return {
       kind: 'klsh',
       dim: this.dim,
@@ -436,33 +464,60 @@ export class KernelizedLSH implements HashFamily {
   /**
    * Rebuilds a saved KernelizedLSH from its arrays (no refit, so it hashes
    * exactly as before).
+   * @throws naming the field when one is missing, of the wrong type, out of
+   *   range, an array of the wrong length or with non-finite values.
    */
   static fromJSON(json: KernelizedLSHJSON, options: KernelizedLSHLoadOptions = {}): KernelizedLSH {
     const who = 'KernelizedLSH.fromJSON';
-    if (json === null || typeof json !== 'object' || json.kind !== 'klsh') {
-      throw new Error(`${who}: expected a saved KernelizedLSH ({ kind: 'klsh', … }), got ${describeValue(json)}`);
+    checkSavedKind(who, json, 'klsh', 'KernelizedLSH');
+    if (options === null || typeof options !== 'object') {
+      throw new Error(`${who}: options must be an object like { kernels: { name: fn } }, got ${describeValue(options)}`);
     }
-    for (const field of ['dim', 'nBits', 'nTables', 'nAnchors', 'subsetSize', 'rank'] as const) {
-      if (!Number.isInteger(json[field]) || json[field] < 0) {
-        throw new Error(`${who}: ${field} must be a non-negative integer, got ${describeValue(json[field])}`);
-      }
+    assertSavedPositiveInteger(who, 'dim', json.dim);
+    assertIntegerIn(who, 'nBits', json.nBits, 1, MAX_KEY_BITS);
+    assertSavedPositiveInteger(who, 'nTables', json.nTables);
+    assertSavedPositiveInteger(who, 'nAnchors', json.nAnchors);
+    if (json.nAnchors < 2) throw new Error(`${who}: nAnchors must be at least 2 (centring needs two points), got ${json.nAnchors}`);
+    assertIntegerIn(who, 'subsetSize', json.subsetSize, 1, json.nAnchors);
+    assertIntegerIn(who, 'rank', json.rank, 1, json.nAnchors);
+    if (typeof json.eigenvalueCutoff !== 'number' || !(json.eigenvalueCutoff > 0 && json.eigenvalueCutoff < 1)) {
+      throw new Error(`${who}: eigenvalueCutoff must be a number in (0, 1), got ${describeValue(json.eigenvalueCutoff)}`);
     }
+    checkSavedSeed(who, json.seed);
+    if (typeof json.grandMean !== 'number' || !Number.isFinite(json.grandMean)) {
+      throw new Error(`${who}: grandMean must be a finite number (the mean of the anchor kernel matrix), got ${describeValue(json.grandMean)}`);
+    }
+    const { nAnchors: p, dim } = json;
     const columns = json.nTables * json.nBits;
+    const array = (what: keyof KernelizedLSHJSON, shape: string, length: number): Float32Array => {
+      const values = base64ToFloat32(who, what, json[what], length, shape);
+      const bad = values.findIndex((v) => !Number.isFinite(v));
+      if (bad >= 0) throw new Error(`${who}: ${what} must hold finite numbers, got ${values[bad]} at ${bad}; the saved JSON is corrupted`);
+      return values;
+    };
+    const anchors = array('anchors', `[p, D] = [${p}, ${dim}]`, p * dim);
+    const weights = array('weights', `[p, L·b] = [${p}, ${columns}]`, p * columns);
+    const anchorMeans = array('anchorMeans', `[p] = [${p}]`, p);
+    const bitScales = array('bitScales', `[L·b] = [${columns}]`, columns);
+    const badScale = bitScales.findIndex((v) => !(v > 0));
+    if (badScale >= 0) {
+      throw new Error(`${who}: bitScales must be positive (standard deviations), got ${bitScales[badScale]} at ${badScale}; the saved JSON is corrupted`);
+    }
     return new KernelizedLSH({
-      kernel: kernelFromJSON(json.kernel, options.kernels),
-      dim: json.dim,
+      kernel: loadKernel(who, 'kernel', json.kernel, options.kernels),
+      dim,
       nBits: json.nBits,
       nTables: json.nTables,
-      nAnchors: json.nAnchors,
+      nAnchors: p,
       subsetSize: json.subsetSize,
       eigenvalueCutoff: json.eigenvalueCutoff,
       seed: json.seed,
       rank: json.rank,
-      anchors: base64ToFloat32(who, 'anchors', json.anchors, json.nAnchors * json.dim),
-      weights: base64ToFloat32(who, 'weights', json.weights, json.nAnchors * columns),
-      anchorMeans: base64ToFloat32(who, 'anchorMeans', json.anchorMeans, json.nAnchors),
+      anchors,
+      weights,
+      anchorMeans,
       grandMean: json.grandMean,
-      bitScales: base64ToFloat32(who, 'bitScales', json.bitScales, columns),
+      bitScales,
     });
   }
 
@@ -484,6 +539,57 @@ function resolveKernel(who: string, kernel: Kernel | KernelFunction | undefined)
     );
   }
   return kernel;
+}
+
+/** Rows gathered per batch once the first p draws held repeated rows. */
+const DISTINCT_BATCH = 256;
+
+/**
+ * `count` distinct rows of `data` (as row-major values), drawn as
+ * {@link sampleWithoutReplacement} draws, rows equal to one already taken
+ * skipped: data without repeated rows gets exactly the rows that sampler
+ * picks. Only the drawn rows are read back, in batches.
+ * @throws when the data has fewer than `count` distinct rows.
+ */
+function sampleDistinctRows(who: string, data: tf.Tensor2D, count: number, random: Uniform): Float32Array {
+  const [n, dim] = data.shape;
+  const pool = new Int32Array(n);
+  for (let i = 0; i < n; i++) pool[i] = i;
+  const seen = new Set<string>();
+  const out = new Float32Array(count * dim);
+  let found = 0;
+  let drawn = 0;
+  while (found < count && drawn < n) {
+    const batch = drawn === 0 ? count : Math.min(n - drawn, Math.max(count - found, DISTINCT_BATCH));
+    const picked = new Int32Array(batch);
+    for (let b = 0; b < batch; b++, drawn++) {
+      const j = drawn + Math.floor(random() * (n - drawn));
+      picked[b] = pool[j];
+      pool[j] = pool[drawn];
+      pool[drawn] = picked[b];
+    }
+    const rows = tf.tidy(() => tf.gather(data, tf.tensor1d(picked, 'int32')));
+    const values = rows.dataSync() as Float32Array;
+    rows.dispose();
+    for (let b = 0; b < batch && found < count; b++) {
+      const row = values.subarray(b * dim, (b + 1) * dim);
+      const key = row.join(',');
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out.set(row, found * dim);
+      found++;
+    }
+  }
+  if (found < count) {
+    const distinct = seen.size;
+    throw new Error(
+      distinct === 1
+        ? `${who}: all ${n} rows of data are identical; kernelized LSH needs at least 2 distinct rows (and nAnchors of them): pass varied data`
+        : `${who}: data has only ${distinct} distinct rows, fewer than nAnchors (p = ${count}); ` +
+            `pass nAnchors ≤ ${distinct} or more varied data`,
+    );
+  }
+  return out;
 }
 
 /** The anchors' kernel matrix in float64, checked finite and symmetrised. */

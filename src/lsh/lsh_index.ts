@@ -11,18 +11,18 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { assertNonNegativeInteger, assertPositiveInteger } from '../validate.js';
 import { base64ToFloat32, base64ToInt32, describeValue, float32ToBase64, int32ToBase64 } from './encoding.js';
-import { checkVectors, type HashFamily, type HashFamilyJSON } from './family.js';
+import { assertSavedPositiveInteger, checkVectors, type HashFamily, type HashFamilyJSON } from './family.js';
 import {
   checkSimilarity,
   dot,
-  kernelFromJSON,
   kernelToJSON,
+  loadKernel,
   type Kernel,
   type KernelFunction,
   type KernelJSON,
   type Similarity,
 } from './similarity.js';
-import { probeSequence } from './probe.js';
+import { MAX_PROBES, probeSequence } from './probe.js';
 import { familyFromJSON } from './serialize.js';
 
 /** An item's id: a number or a string. */
@@ -41,7 +41,9 @@ export interface LSHIndexOptions {
 export interface QueryOptions {
   /**
    * Extra buckets probed per query, over all tables together, reached by
-   * moving the least certain digits first (multi-probe). Default 0.
+   * moving the least certain digits first (multi-probe); at most
+   * {@link MAX_PROBES}. More than the L·(A^M − 1) other buckets there are
+   * probes them all. Default 0.
    */
   probes?: number;
 }
@@ -112,6 +114,20 @@ export interface LSHIndexLoadOptions {
 export const INDEX_FORMAT = 'tfjs-lsh-attention/lsh-index';
 
 /**
+ * Stored rows rehashed by {@link LSHIndex.fromJSON} (evenly spaced) to check
+ * the family against the saved keys: an edited seed, key width or fitted
+ * array changes nearly every key, so a few rows show it.
+ */
+export const LOAD_CHECK_ROWS = 32;
+
+/**
+ * A rehashed key may differ from the saved one only in digits whose scores
+ * are this close (relative to the largest score of the row in that table):
+ * a vector within rounding of a hyperplane, hashed on another backend.
+ */
+export const LOAD_CHECK_ROUNDING = 1e-3;
+
+/**
  * Approximate nearest-neighbour search with locality-sensitive hashing.
  *
  * ```ts
@@ -137,6 +153,7 @@ export class LSHIndex {
   private readonly tables: Map<number, number[]>[];
   private marks = new Int32Array(0);
   private markStamp = 0;
+  private disposed = false;
 
   /**
    * @param family any hash family; the index does not dispose it (unless
@@ -192,22 +209,17 @@ export class LSHIndex {
    */
   async add(vectors: tf.Tensor2D, ids?: readonly LSHId[]): Promise<void> {
     const who = 'LSHIndex.add';
+    this.checkNotDisposed(who);
     checkVectors(who, 'vectors', vectors, this.dim);
     const n = vectors.shape[0];
     const newIds = this.resolveIds(who, n, ids);
     if (n === 0) return;
     const values = (await vectors.data()) as Float32Array;
-    for (let i = 0; i < values.length; i++) {
-      if (!Number.isFinite(values[i])) {
-        throw new Error(
-          `${who}: vectors must be finite, got ${values[i]} in row ${Math.floor(i / this.dim)}; clean or drop that row`,
-        );
-      }
-    }
-    const keysTensor = this.family.hash(vectors);
-    const keys = (await keysTensor.data()) as Int32Array;
-    keysTensor.dispose();
-    this.append(values, keys, newIds);
+    checkFinite(who, 'vectors', values, this.dim);
+    const keys = await this.hashRows(who, vectors);
+    // Another add may have run while this one awaited: ids are checked again where they are stored.
+    this.checkNotDisposed(who);
+    this.append(who, values, keys, newIds);
   }
 
   /**
@@ -216,7 +228,15 @@ export class LSHIndex {
    * @returns how many were removed.
    */
   remove(ids: LSHId | readonly LSHId[]): number {
+    const who = 'LSHIndex.remove';
+    this.checkNotDisposed(who);
     const list = Array.isArray(ids) ? (ids as readonly LSHId[]) : [ids as LSHId];
+    list.forEach((id: unknown, i) => {
+      if (!(typeof id === 'string' || typeof id === 'number')) {
+        const where = Array.isArray(ids) ? ` at ${i}` : '';
+        throw new Error(`${who}: ids must be an id (a string or number) or an array of ids, got ${describeValue(id)}${where}`);
+      }
+    });
     const L = this.family.nTables;
     let removed = 0;
     for (const id of list) {
@@ -247,21 +267,30 @@ export class LSHIndex {
    */
   async query(queries: tf.Tensor2D, k: number, options: QueryOptions = {}): Promise<QueryResult[]> {
     const who = 'LSHIndex.query';
+    this.checkNotDisposed(who);
     checkVectors(who, 'queries', queries, this.dim);
     assertPositiveInteger(who, 'k', k);
     if (options === null || typeof options !== 'object') {
       throw new Error(`${who}: options must be an object like { probes: 8 }, got ${describeValue(options)}`);
     }
-    const probes = options.probes ?? 0;
-    assertNonNegativeInteger(who, 'probes', probes);
+    const { nTables: L, digitsPerKey: M, digitBase: A } = this.family;
+    const requested = options.probes ?? 0;
+    assertNonNegativeInteger(who, 'probes', requested);
+    // Beyond the other buckets there are (L·(A^M − 1)), more probes find nothing more.
+    const probes = Math.min(requested, L * (A ** M - 1));
+    if (probes > MAX_PROBES) {
+      throw new Error(
+        `${who}: probes must be at most MAX_PROBES = ${MAX_PROBES} (each is a bucket looked up per query), got ${requested}; ` +
+          'probe fewer buckets, or use shorter keys (fewer bits) so each bucket holds more',
+      );
+    }
     const q = queries.shape[0];
     if (q === 0) return [];
-    const { nTables: L, digitsPerKey: M, digitBase: A } = this.family;
+    const queryValues = (await queries.data()) as Float32Array;
+    checkFinite(who, 'queries', queryValues, this.dim);
 
     // Home keys from hash(), exactly as the stored vectors were keyed; probes from the digit scores.
-    const keysTensor = this.family.hash(queries);
-    const keys = (await keysTensor.data()) as Int32Array;
-    keysTensor.dispose();
+    const keys = await this.hashRows(who, queries);
     let scores: Float32Array | null = null;
     if (probes > 0) {
       const scoreTensor = this.family.digitScores(queries);
@@ -301,7 +330,7 @@ export class LSHIndex {
       bucketCounts.push(buckets);
     }
 
-    const similarities = await this.rerank(queries, perQuery);
+    const similarities = await this.rerank(queryValues, perQuery);
     return perQuery.map((found, i) => {
       const best = topK(similarities[i], found, k);
       return {
@@ -315,6 +344,7 @@ export class LSHIndex {
 
   /** Bucket occupancy per table and on average. */
   stats(): IndexStats {
+    this.checkNotDisposed('LSHIndex.stats');
     const n = this.live;
     const keyBits = this.family.keyBits;
     const tables = this.tables.map((table): TableStats => {
@@ -356,6 +386,7 @@ export class LSHIndex {
 
   /** The index as JSON: family (with seed), similarity, ids, vectors and keys. */
   toJSON(): LSHIndexJSON {
+    this.checkNotDisposed('LSHIndex.toJSON');
     const L = this.family.nTables;
     const dim = this.dim;
     const vectors = new Float32Array(this.live * dim);
@@ -386,26 +417,56 @@ export class LSHIndex {
   /**
    * Rebuilds a saved index; it answers every query exactly as the saved one
    * did. The loaded index owns its family (dispose() frees it).
+   *
+   * Every field is checked (types, ranges, array lengths, finite vectors,
+   * unique ids, keys within the family's key range), and
+   * {@link LOAD_CHECK_ROWS} stored rows are rehashed to check the family
+   * against the saved keys.
+   * @throws naming the field, what was expected and what was found.
    */
   static fromJSON(json: LSHIndexJSON, options: LSHIndexLoadOptions = {}): LSHIndex {
     const who = 'LSHIndex.fromJSON';
     if (json === null || typeof json !== 'object' || json.format !== INDEX_FORMAT) {
-      throw new Error(`${who}: expected a saved index with format '${INDEX_FORMAT}', got ${describeValue(json)}`);
+      const found = json !== null && typeof json === 'object' ? `format ${describeValue(json.format)}` : describeValue(json);
+      throw new Error(`${who}: expected a saved index with format '${INDEX_FORMAT}' (from index.toJSON()), got ${found}`);
+    }
+    if (options === null || typeof options !== 'object') {
+      throw new Error(`${who}: options must be an object like { kernels: { name: fn } }, got ${describeValue(options)}`);
     }
     if (json.version !== 1) throw new Error(`${who}: version must be 1, got ${describeValue(json.version)}`);
-    assertNonNegativeInteger(who, 'size', json.size);
-    if (!Array.isArray(json.ids) || json.ids.length !== json.size) {
-      throw new Error(`${who}: ids must list size = ${json.size} ids, got ${describeValue(json.ids)}`);
+    if (typeof json.size !== 'number' || !Number.isSafeInteger(json.size) || json.size < 0) {
+      throw new Error(`${who}: size must be a non-negative integer (the number of stored vectors), got ${describeValue(json.size)}`);
     }
+    assertSavedPositiveInteger(who, 'dim', json.dim);
+    if (typeof json.nextId !== 'number' || !Number.isSafeInteger(json.nextId) || json.nextId < 0) {
+      throw new Error(
+        `${who}: nextId must be an integer in [0, ${Number.MAX_SAFE_INTEGER}] (the next default id), got ${describeValue(json.nextId)}; ` +
+          'the saved JSON is edited',
+      );
+    }
+    const ids = checkSavedIds(who, json.ids, json.size);
+    const vectors = base64ToFloat32(who, 'vectors', json.vectors, json.size * json.dim, `[size, dim] = [${json.size}, ${json.dim}]`);
+    checkFinite(who, 'vectors', vectors, json.dim, 'the saved JSON is corrupted');
     const family = familyFromJSON(json.family, options);
     try {
-      if (family.dim !== json.dim) throw new Error(`${who}: dim ${json.dim} does not match the family's ${family.dim}`);
-      const similarity = json.similarity === 'cosine' ? 'cosine' : kernelFromJSON(json.similarity, options.kernels);
+      if (family.dim !== json.dim) {
+        throw new Error(`${who}: dim must match family.dim = ${family.dim}, got ${json.dim}; the saved JSON is edited`);
+      }
+      const L = family.nTables;
+      const keys = base64ToInt32(who, 'keys', json.keys, json.size * L, `[size, family.nTables] = [${json.size}, ${L}]`);
+      const keyCount = family.digitBase ** family.digitsPerKey;
+      const bad = keys.findIndex((key) => key < 0 || key >= keyCount);
+      if (bad >= 0) {
+        throw new Error(
+          `${who}: keys must be in [0, ${keyCount}) (the family's ${family.digitsPerKey} digits in base ${family.digitBase}), ` +
+            `got ${keys[bad]} for row ${Math.floor(bad / L)}, table ${bad % L}; the keys or the family were edited`,
+        );
+      }
+      const similarity = json.similarity === 'cosine' ? 'cosine' : loadKernel(who, 'similarity', json.similarity, options.kernels);
+      checkKeysAgainstFamily(who, family, vectors, keys, json.size);
       const index = new LSHIndex(family, { similarity });
       index.ownsFamily = true;
-      const vectors = base64ToFloat32(who, 'vectors', json.vectors, json.size * json.dim);
-      const keys = base64ToInt32(who, 'keys', json.keys, json.size * family.nTables);
-      index.append(vectors, keys, index.resolveIds(who, json.size, json.ids));
+      index.append(who, vectors, keys, ids);
       index.nextId = json.nextId;
       return index;
     } catch (error) {
@@ -414,9 +475,36 @@ export class LSHIndex {
     }
   }
 
-  /** Frees the family's tensors if the index owns it (a loaded index); the index holds no other tensors. */
+  /**
+   * Frees the family's tensors if the index owns it (a loaded index); the
+   * index holds no other tensors. The index cannot be used afterwards;
+   * disposing twice does nothing.
+   */
   dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
     if (this.ownsFamily) this.family.dispose();
+  }
+
+  private checkNotDisposed(who: string): void {
+    if (this.disposed) throw new Error(`${who}: this index was disposed; build or load a new one`);
+  }
+
+  /** The family's keys for rows already checked, read back: int32 [N, L]. */
+  private async hashRows(who: string, x: tf.Tensor2D): Promise<Int32Array> {
+    const keysTensor = this.family.hash(x);
+    try {
+      const expected = [x.shape[0], this.family.nTables];
+      if (keysTensor.dtype !== 'int32' || keysTensor.rank !== 2 || keysTensor.shape[0] !== expected[0] || keysTensor.shape[1] !== expected[1]) {
+        throw new Error(
+          `${who}: family.hash must return int32 [N, L] = [${expected.join(', ')}], got ${keysTensor.dtype} [${keysTensor.shape.join(', ')}]; ` +
+            'fix the hash family',
+        );
+      }
+      return (await keysTensor.data()) as Int32Array;
+    } finally {
+      keysTensor.dispose();
+    }
   }
 
   private resolveIds(who: string, n: number, ids: readonly LSHId[] | undefined): LSHId[] {
@@ -424,6 +512,9 @@ export class LSHIndex {
       const out: LSHId[] = [];
       for (let i = 0; i < n; i++) {
         while (this.idToSlot.has(this.nextId)) this.nextId++;
+        if (this.nextId >= Number.MAX_SAFE_INTEGER) {
+          throw new Error(`${who}: default ids ran out (the next would be ${this.nextId}, past 2^53 − 1); pass ids yourself`);
+        }
         out.push(this.nextId++);
       }
       return out;
@@ -444,7 +535,12 @@ export class LSHIndex {
     return [...ids];
   }
 
-  private append(values: Float32Array, keys: Int32Array, ids: LSHId[]): void {
+  private append(who: string, values: Float32Array, keys: Int32Array, ids: LSHId[]): void {
+    for (const id of ids) {
+      if (this.idToSlot.has(id)) {
+        throw new Error(`${who}: id ${JSON.stringify(id)} was stored meanwhile by another add (ids must be unique); await one add before the next`);
+      }
+    }
     const n = ids.length;
     const dim = this.dim;
     const L = this.family.nTables;
@@ -489,11 +585,10 @@ export class LSHIndex {
    * gathering rows into tensors on every backend measured); other kernels
    * get one [1, c] `matrix` call per query.
    */
-  private async rerank(queries: tf.Tensor2D, perQuery: number[][]): Promise<Float32Array[]> {
+  private async rerank(queryValues: Float32Array, perQuery: number[][]): Promise<Float32Array[]> {
     const who = 'LSHIndex.query';
     const dim = this.dim;
     const stored = this.vectors;
-    const queryValues = (await queries.data()) as Float32Array;
     const similarity = this.similarity;
     const out = perQuery.map((found) => new Float32Array(found.length));
     for (let i = 0; i < perQuery.length; i++) {
@@ -566,4 +661,80 @@ function topK(scores: Float32Array, slots: number[], k: number): number[] {
 function defaultSimilarity(family: HashFamily): Similarity {
   const kernel = (family as { kernel?: unknown }).kernel;
   return family.kind === 'klsh' && kernel !== undefined ? (kernel as Kernel) : 'cosine';
+}
+
+/** Throws at the first non-finite value, naming its row. */
+function checkFinite(who: string, what: string, values: Float32Array, dim: number, fix = 'clean or drop that row'): void {
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i])) {
+      throw new Error(`${who}: ${what} must be finite, got ${values[i]} in row ${Math.floor(i / dim)}; ${fix}`);
+    }
+  }
+}
+
+/** A saved index's ids: `size` strings or finite numbers, all different. */
+function checkSavedIds(who: string, ids: unknown, size: number): LSHId[] {
+  if (!Array.isArray(ids) || ids.length !== size) {
+    throw new Error(`${who}: ids must list size = ${size} ids, got ${describeValue(ids)}`);
+  }
+  const seen = new Set<LSHId>();
+  ids.forEach((id: unknown, i) => {
+    if (!(typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id)))) {
+      throw new Error(`${who}: ids[${i}] must be a string or a finite number, got ${describeValue(id)}`);
+    }
+    if (seen.has(id)) throw new Error(`${who}: ids[${i}] repeats the id ${JSON.stringify(id)} (ids must be unique); the saved JSON is edited`);
+    seen.add(id);
+  });
+  return ids as LSHId[];
+}
+
+/**
+ * Rehashes up to {@link LOAD_CHECK_ROWS} stored rows and compares with the
+ * saved keys. A digit may differ only where its scores are within
+ * {@link LOAD_CHECK_ROUNDING} of each other (rounding on another backend).
+ */
+function checkKeysAgainstFamily(who: string, family: HashFamily, vectors: Float32Array, keys: Int32Array, size: number): void {
+  const rows = Math.min(size, LOAD_CHECK_ROWS);
+  if (rows === 0) return;
+  const { dim, nTables: L, digitsPerKey: M, digitBase: A } = family;
+  const picked = Array.from({ length: rows }, (_, r) => Math.floor((r * size) / rows));
+  const sample = new Float32Array(rows * dim);
+  picked.forEach((row, r) => sample.set(vectors.subarray(row * dim, (row + 1) * dim), r * dim));
+  const x = tf.tensor2d(sample, [rows, dim], 'float32');
+  let fresh: Int32Array;
+  let scores: Float32Array;
+  try {
+    const keysTensor = family.hash(x);
+    const scoreTensor = family.digitScores(x);
+    fresh = keysTensor.dataSync() as Int32Array;
+    scores = scoreTensor.dataSync() as Float32Array;
+    tf.dispose([keysTensor, scoreTensor]);
+  } finally {
+    x.dispose();
+  }
+  for (let r = 0; r < rows; r++) {
+    for (let t = 0; t < L; t++) {
+      const saved = keys[picked[r] * L + t];
+      const now = fresh[r * L + t];
+      if (saved === now) continue;
+      const base = (r * L + t) * M * A;
+      let scale = 0;
+      for (let c = 0; c < M * A; c++) scale = Math.max(scale, Math.abs(scores[base + c]));
+      let s = saved;
+      let f = now;
+      for (let digit = 0; digit < M; digit++, s = Math.floor(s / A), f = Math.floor(f / A)) {
+        const savedDigit = s % A;
+        const freshDigit = f % A;
+        if (savedDigit === freshDigit) continue;
+        const gap = scores[base + digit * A + freshDigit] - scores[base + digit * A + savedDigit];
+        if (gap > LOAD_CHECK_ROUNDING * scale) {
+          throw new Error(
+            `${who}: the saved keys do not match the family: stored row ${picked[r]} hashes to ${now} in table ${t}, ` +
+              `the file says ${saved}; the family (kind, seed, sizes, fitted arrays or kernel) or the keys were edited, ` +
+              'or a custom kernel passed under the saved name differs from the one saved: save the index again',
+          );
+        }
+      }
+    }
+  }
 }

@@ -10,6 +10,13 @@
  * Legend: L tables, M digits per key, A values per digit.
  */
 
+/**
+ * Most probes per query: each costs a bucket lookup and heap work
+ * (≈ 1.5–2 s per query at 2^16 on one core, measured); beyond it a query takes
+ * minutes and gigabytes, which a larger key width or more tables do better.
+ */
+export const MAX_PROBES = 2 ** 16;
+
 /** One extra bucket to look in. */
 export interface Probe {
   /** The table, in [0, L). */
@@ -45,6 +52,9 @@ export function probeSequence(
   digitBase: number,
   count: number,
 ): Probe[] {
+  if (count > MAX_PROBES) {
+    throw new Error(`probeSequence: count must be at most MAX_PROBES = ${MAX_PROBES}, got ${count}; probe fewer buckets`);
+  }
   if (count <= 0) return [];
   // Every single move: table t, digit j to value a, at cost (max − score_a)².
   const width = digitsPerKey * digitBase;
@@ -67,7 +77,8 @@ export function probeSequence(
   }
   // A set of moves costs at least its dearest move, and `count` single moves cost at most the
   // count-th cheapest one: moves dearer than that can never be among the `count` cheapest sets.
-  const threshold = kthSmallest(costs, count);
+  // (With count ≥ the number of moves, every move qualifies; kthSmallest would allocate count slots.)
+  const threshold = count >= costs.length ? Infinity : kthSmallest(costs, count);
   const moves: Move[][] = [];
   for (let table = 0; table < nTables; table++) {
     const tableMoves: Move[] = [];

@@ -12,9 +12,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import { hashBuckets, randomRotations } from '../hashing.js';
 import { assertSeed, type Seed } from '../random.js';
 import { assertPositiveInteger } from '../validate.js';
-import { resolveSeed } from './encoding.js';
+import { describeValue, resolveSeed } from './encoding.js';
 import {
   MAX_KEY_BITS,
+  checkNotDisposed,
+  assertSavedPositiveInteger,
+  checkSavedKind,
+  checkSavedSeed,
   checkVectors,
   emptyRows,
   type HashFamily,
@@ -65,18 +69,8 @@ export class RotationHash implements HashFamily {
     }
     assertPositiveInteger(who, 'dim', options.dim);
     const nBuckets = options.nBuckets ?? ROTATION_DEFAULT_BUCKETS;
-    if (typeof nBuckets !== 'number' || !Number.isInteger(nBuckets) || nBuckets < 2 || nBuckets % 2 !== 0) {
-      throw new Error(`${who}: nBuckets must be an even integer ≥ 2, got ${String(nBuckets)}`);
-    }
     const hashesPerTable = options.hashesPerTable ?? 1;
-    assertPositiveInteger(who, 'hashesPerTable', hashesPerTable);
-    const keyBits = hashesPerTable * Math.log2(nBuckets);
-    if (keyBits > MAX_KEY_BITS) {
-      throw new Error(
-        `${who}: nBuckets^hashesPerTable must be at most 2^${MAX_KEY_BITS} (keys are int32), got ` +
-          `${nBuckets}^${hashesPerTable} ≈ 2^${keyBits.toFixed(1)}; use fewer hashesPerTable or fewer buckets`,
-      );
-    }
+    checkBucketSettings(who, nBuckets, hashesPerTable);
     const nTables = options.nTables ?? 1;
     assertPositiveInteger(who, 'nTables', nTables);
     assertSeed(who, options.seed);
@@ -119,6 +113,7 @@ export class RotationHash implements HashFamily {
    */
   hash(x: tf.Tensor2D): tf.Tensor2D {
     checkVectors('RotationHash.hash', 'x', x, this.dim);
+    checkNotDisposed('RotationHash.hash', 'RotationHash', this.rotations);
     const n = x.shape[0];
     if (n === 0) return emptyRows([0, this.nTables], 'int32');
     return tf.tidy(() => {
@@ -136,6 +131,7 @@ export class RotationHash implements HashFamily {
    */
   digitScores(x: tf.Tensor2D): tf.Tensor4D {
     checkVectors('RotationHash.digitScores', 'x', x, this.dim);
+    checkNotDisposed('RotationHash.digitScores', 'RotationHash', this.rotations);
     const n = x.shape[0];
     const { nTables, hashesPerTable, nBuckets } = this;
     if (n === 0) return emptyRows([0, nTables, hashesPerTable, nBuckets], 'float32');
@@ -159,13 +155,17 @@ export class RotationHash implements HashFamily {
     };
   }
 
-  /** Rebuilds a saved RotationHash (same seed, same rotations). */
+  /**
+   * Rebuilds a saved RotationHash (same seed, same rotations).
+   * @throws naming the field when one is missing, of the wrong type or out of range.
+   */
   static fromJSON(json: RotationHashJSON): RotationHash {
-    if (json === null || typeof json !== 'object' || json.kind !== 'rotation') {
-      throw new Error(
-        `RotationHash.fromJSON: expected a saved RotationHash ({ kind: 'rotation', … }), got ${JSON.stringify(json)?.slice(0, 80)}`,
-      );
-    }
+    const who = 'RotationHash.fromJSON';
+    checkSavedKind(who, json, 'rotation', 'RotationHash');
+    assertSavedPositiveInteger(who, 'dim', json.dim);
+    checkBucketSettings(who, json.nBuckets, json.hashesPerTable);
+    assertSavedPositiveInteger(who, 'nTables', json.nTables);
+    checkSavedSeed(who, json.seed);
     return new RotationHash({
       dim: json.dim,
       nBuckets: json.nBuckets,
@@ -178,5 +178,21 @@ export class RotationHash implements HashFamily {
   /** Frees the rotations. */
   dispose(): void {
     this.rotations.dispose();
+  }
+}
+
+/** K even and ≥ 2, m a positive integer, K^m ≤ 2^30. */
+function checkBucketSettings(who: string, nBuckets: unknown, hashesPerTable: unknown): asserts nBuckets is number {
+  if (typeof nBuckets !== 'number' || !Number.isInteger(nBuckets) || nBuckets < 2 || nBuckets % 2 !== 0) {
+    const got = typeof nBuckets === 'number' ? String(nBuckets) : describeValue(nBuckets);
+    throw new Error(`${who}: nBuckets must be an even integer ≥ 2, got ${got}`);
+  }
+  assertSavedPositiveInteger(who, 'hashesPerTable', hashesPerTable);
+  const keyBits = hashesPerTable * Math.log2(nBuckets);
+  if (keyBits > MAX_KEY_BITS) {
+    throw new Error(
+      `${who}: nBuckets^hashesPerTable must be at most 2^${MAX_KEY_BITS} (keys are int32), got ` +
+        `${nBuckets}^${hashesPerTable} ≈ 2^${keyBits.toFixed(1)}; use fewer hashesPerTable or fewer buckets`,
+    );
   }
 }

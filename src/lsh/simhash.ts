@@ -13,6 +13,10 @@ import { resolveSeed } from './encoding.js';
 import {
   MAX_KEY_BITS,
   assertIntegerIn,
+  checkNotDisposed,
+  assertSavedPositiveInteger,
+  checkSavedKind,
+  checkSavedSeed,
   checkVectors,
   emptyRows,
   signDigitScores,
@@ -95,6 +99,7 @@ export class SimHash implements HashFamily {
    */
   project(x: tf.Tensor2D): tf.Tensor2D {
     checkVectors('SimHash.project', 'x', x, this.dim);
+    checkNotDisposed('SimHash.project', 'SimHash', this.hyperplanes);
     if (x.shape[0] === 0) return emptyRows([0, this.nTables * this.nBits], 'float32');
     return tf.matMul(x, this.hyperplanes);
   }
@@ -106,6 +111,7 @@ export class SimHash implements HashFamily {
    */
   bits(x: tf.Tensor2D): tf.Tensor3D {
     checkVectors('SimHash.bits', 'x', x, this.dim);
+    checkNotDisposed('SimHash.bits', 'SimHash', this.hyperplanes);
     if (x.shape[0] === 0) return emptyRows([0, this.nTables, this.nBits], 'int32');
     return tf.tidy(() => {
       const { bits } = packSignBits(this.project(x), this.nTables, this.nBits);
@@ -120,6 +126,7 @@ export class SimHash implements HashFamily {
    */
   hash(x: tf.Tensor2D): tf.Tensor2D {
     checkVectors('SimHash.hash', 'x', x, this.dim);
+    checkNotDisposed('SimHash.hash', 'SimHash', this.hyperplanes);
     if (x.shape[0] === 0) return emptyRows([0, this.nTables], 'int32');
     return tf.tidy(() => packSignBits(this.project(x), this.nTables, this.nBits).keys);
   }
@@ -132,6 +139,7 @@ export class SimHash implements HashFamily {
    */
   digitScores(x: tf.Tensor2D): tf.Tensor4D {
     checkVectors('SimHash.digitScores', 'x', x, this.dim);
+    checkNotDisposed('SimHash.digitScores', 'SimHash', this.hyperplanes);
     if (x.shape[0] === 0) return emptyRows([0, this.nTables, this.nBits, 2], 'float32');
     return tf.tidy(() => signDigitScores(this.project(x), this.nTables, this.nBits));
   }
@@ -141,11 +149,17 @@ export class SimHash implements HashFamily {
     return { kind: 'simhash', dim: this.dim, nBits: this.nBits, nTables: this.nTables, seed: this.seed };
   }
 
-  /** Rebuilds a saved SimHash (same seed, same hyperplanes). */
+  /**
+   * Rebuilds a saved SimHash (same seed, same hyperplanes).
+   * @throws naming the field when one is missing, of the wrong type or out of range.
+   */
   static fromJSON(json: SimHashJSON): SimHash {
-    if (json === null || typeof json !== 'object' || json.kind !== 'simhash') {
-      throw new Error(`SimHash.fromJSON: expected a saved SimHash ({ kind: 'simhash', … }), got ${JSON.stringify(json)?.slice(0, 80)}`);
-    }
+    const who = 'SimHash.fromJSON';
+    checkSavedKind(who, json, 'simhash', 'SimHash');
+    assertSavedPositiveInteger(who, 'dim', json.dim);
+    assertIntegerIn(who, 'nBits', json.nBits, 1, MAX_KEY_BITS);
+    assertSavedPositiveInteger(who, 'nTables', json.nTables);
+    checkSavedSeed(who, json.seed);
     return new SimHash({ dim: json.dim, nBits: json.nBits, nTables: json.nTables, seed: json.seed });
   }
 

@@ -230,36 +230,84 @@ export function kernelToJSON(kernel: Kernel): KernelJSON {
   return { name: kernel.name, params: { ...kernel.params } };
 }
 
+/** The parameters each built-in kernel takes. */
+const BUILT_IN_PARAMS: Readonly<Record<string, readonly string[]>> = { linear: [], rbf: ['gamma'], chi2: ['gamma'] };
+
 /**
  * Rebuilds a kernel from JSON: built-in names directly, others from
  * `custom[name]`.
- * @throws when a custom kernel is not supplied.
+ * @throws when the JSON is malformed (name, params), a built-in kernel's
+ *   parameters are unknown or out of range, or a custom kernel is not supplied.
  */
 export function kernelFromJSON(
   json: KernelJSON,
   custom: Readonly<Record<string, Kernel | KernelFunction>> = {},
 ): Kernel {
-  const who = 'kernelFromJSON';
-  if (json === null || typeof json !== 'object' || typeof json.name !== 'string') {
-    throw new Error(`${who}: expected { name, params }, got ${describeValue(json)}`);
+  return loadKernel('kernelFromJSON', 'kernel', json, custom);
+}
+
+/**
+ * {@link kernelFromJSON} for a loader: `who` and `what` (the field, e.g.
+ * 'family.kernel') name the place in errors.
+ */
+export function loadKernel(
+  who: string,
+  what: string,
+  json: unknown,
+  custom: Readonly<Record<string, Kernel | KernelFunction>> | undefined = {},
+): Kernel {
+  if (custom === null || typeof custom !== 'object') {
+    throw new Error(`${who}: kernels must be an object { name: kernel }, got ${describeValue(custom)}`);
   }
-  const supplied = custom[json.name];
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new Error(`${who}: ${what} must be a saved kernel { name, params }, got ${describeValue(json)}`);
+  }
+  const { name, params = {} } = json as { name?: unknown; params?: unknown };
+  if (typeof name !== 'string' || name === '') {
+    throw new Error(`${who}: ${what}.name must be a non-empty string, got ${describeValue(name)}`);
+  }
+  if (params === null || typeof params !== 'object' || Array.isArray(params)) {
+    throw new Error(`${who}: ${what}.params must be an object of numbers, got ${describeValue(params)}`);
+  }
+  for (const [key, value] of Object.entries(params)) {
+    if (typeof value !== 'number' || !Number.isFinite(value)) {
+      throw new Error(`${who}: ${what}.params.${key} must be a finite number, got ${describeValue(value)}`);
+    }
+  }
+  const numbers = params as Record<string, number>;
+  // Own properties only: a kernel saved as 'constructor' must not find Object.prototype.constructor.
+  const supplied = Object.hasOwn(custom, name) ? custom[name] : undefined;
   if (supplied !== undefined) {
-    return typeof supplied === 'function' ? customKernel(supplied, { name: json.name, params: json.params }) : supplied;
+    if (typeof supplied === 'function') return customKernel(supplied, { name, params: numbers });
+    const kernel = supplied as Partial<Kernel> | null;
+    if (kernel === null || typeof kernel !== 'object' || typeof kernel.matrix !== 'function' || typeof kernel.name !== 'string') {
+      throw new Error(`${who}: kernels['${name}'] must be a Kernel (e.g. customKernel(fn)) or a kernel function, got ${describeValue(supplied)}`);
+    }
+    return supplied;
   }
-  const params = json.params ?? {};
-  switch (json.name) {
+  const allowed = Object.hasOwn(BUILT_IN_PARAMS, name) ? BUILT_IN_PARAMS[name] : undefined;
+  if (allowed === undefined) {
+    throw new Error(
+      `${who}: kernel '${name}' is not built in (linear, rbf, chi2); pass it when loading, ` +
+        `e.g. { kernels: { '${name}': yourKernelFunction } }`,
+    );
+  }
+  for (const key of Object.keys(numbers)) {
+    if (!allowed.includes(key)) {
+      const takes = allowed.length === 0 ? 'no parameters' : `only ${allowed.join(', ')}`;
+      throw new Error(`${who}: ${what}: kernel '${name}' takes ${takes}, got params.${key}; the saved JSON is edited`);
+    }
+  }
+  const where = `${who} (${what}.params)`;
+  switch (name) {
     case 'linear':
       return linearKernel();
     case 'rbf':
-      return rbfKernel(params.gamma === undefined ? {} : { gamma: params.gamma });
-    case 'chi2':
-      return chiSquaredKernel({ gamma: params.gamma });
+      if (numbers.gamma !== undefined) assertPositiveNumber(where, 'gamma', numbers.gamma);
+      return rbfKernel(numbers.gamma === undefined ? {} : { gamma: numbers.gamma });
     default:
-      throw new Error(
-        `${who}: kernel '${json.name}' is not built in (linear, rbf, chi2); pass it when loading, ` +
-          `e.g. { kernels: { '${json.name}': yourKernelFunction } }`,
-      );
+      if (numbers.gamma !== undefined) assertPositiveNumber(where, 'gamma', numbers.gamma);
+      return chiSquaredKernel(numbers.gamma === undefined ? {} : { gamma: numbers.gamma });
   }
 }
 
@@ -362,7 +410,9 @@ export function medianGamma(data: tf.Tensor2D, options: MedianGammaOptions = {})
     }
     if (d > 0) distances.push(d);
   }
-  if (distances.length === 0) throw new Error(`${who}: all sampled pairs are identical; the data has no spread`);
+  if (distances.length === 0) {
+    throw new Error(`${who}: all ${pairs} sampled pairs of rows are identical (distance 0); the data has no spread: pass varied data or choose gamma yourself`);
+  }
   distances.sort((x, y) => x - y);
   return 1 / distances[Math.floor(distances.length / 2)];
 }

@@ -269,7 +269,7 @@ describeBackends('LSHIndex', () => {
       new RegExp(`expected a saved index with format '${INDEX_FORMAT}'`),
     );
     expect(() => LSHIndex.fromJSON({ ...json, vectors: json.vectors.slice(0, -8) })).toThrow(
-      /vectors must hold 12 4-byte values, got \d+ bytes; the saved JSON is truncated or edited/,
+      /vectors must hold 12 4-byte values \(\[size, dim\] = \[3, 4\]\), got \d+ bytes; the saved JSON is truncated or edited/,
     );
     expect(() => LSHIndex.fromJSON({ ...json, family: { ...json.family, kind: 'minhash' } } as unknown as LSHIndexJSON)).toThrow(
       /familyFromJSON: kind must be 'simhash', 'rotation' or 'klsh', got "minhash"/,
