@@ -39,6 +39,19 @@ export function detach<T extends tf.Tensor>(x: T): T {
 }
 
 /**
+ * Runs `f` (in a tidy) with the gradient tape paused, and returns its
+ * result, which is cut off from the tape as {@link detach}'s is. For integer
+ * work (hashing, sorting): under a tape, every op's inputs and outputs would
+ * otherwise be kept until the backward pass, which never needs them (hashing
+ * with many buckets kept ≈6 copies of its projections).
+ */
+export function untaped<T extends tf.Tensor>(f: () => T): T {
+  // A customGrad's forward pass is not taped; with no tensor inputs, nothing flows back.
+  const run = tf.customGrad(() => ({ value: tf.tidy(f), gradFunc: () => [] }));
+  return run() as T;
+}
+
+/**
  * tf.customGrad for one input tensor, typed: `body(input, save)` returns the
  * value and the gradient function (which receives the saved tensors).
  */
