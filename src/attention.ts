@@ -25,7 +25,7 @@ import { batchMatMul } from './kernels/batch_matmul.js';
 import { maskedSoftmax } from './kernels/masked_softmax.js';
 import { formatBytes, guardMemory, recordingGradients } from './memory.js';
 import { MAX_SORT_KEYS, sortItemsOnHost } from './sorting.js';
-import { gatherRowsSummed, permuteRows, untaped } from './ops.js';
+import { gatherRowsSummedUnchecked, permuteRowsUnchecked, untaped } from './ops.js';
 import { assertSeed, type Seed } from './random.js';
 import {
   assertBoolean,
@@ -553,9 +553,9 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
             const count = chunks.length;
             const queryRows = tf.tensor1d(block.queryRows, 'int32');
             const keyRows = tf.tensor1d(block.keyRows, 'int32');
-            const queries = tf.reshape(gatherRowsSummed(qkRows, queryRows), [count, chunkLength, dim]);
-            const keys = normaliseKeys(tf.reshape(gatherRowsSummed(qkRows, keyRows), [count, window, dim]));
-            const values = tf.reshape(gatherRowsSummed(vRows, keyRows), [count, window, valueDim]) as tf.Tensor3D;
+            const queries = tf.reshape(gatherRowsSummedUnchecked(qkRows, queryRows), [count, chunkLength, dim]);
+            const keys = normaliseKeys(tf.reshape(gatherRowsSummedUnchecked(qkRows, keyRows), [count, window, dim]));
+            const values = tf.reshape(gatherRowsSummedUnchecked(vRows, keyRows), [count, window, valueDim]) as tf.Tensor3D;
             // Many small products: batchMatMul (our SIMD kernel on wasm, tf.matMul elsewhere).
             const logits = batchMatMul(queries as tf.Tensor3D, keys as tf.Tensor3D, false, true); // [n, C, L]
             // Masks and softmax in one kernel on wasm (plain tf ops elsewhere): fill replaces masked logits.
@@ -592,7 +592,7 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
           const toItemsT = tf.tensor1d(toItems, 'int32');
           const toSortedT = tf.tensor1d(toSorted, 'int32');
           const unsort = (blocks: tf.Tensor[]) =>
-            permuteRows((blocks.length === 1 ? blocks[0] : concatMany(blocks)) as tf.Tensor2D, toItemsT, toSortedT);
+            permuteRowsUnchecked((blocks.length === 1 ? blocks[0] : concatMany(blocks)) as tf.Tensor2D, toItemsT, toSortedT);
           return combineRounds(unsort(blockOutputs), unsort(blockStats), batchGroups * length, nHashes, valueDim);
         }),
       );
@@ -687,8 +687,8 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: Attentio
       perHead.push(
         tf.tidy(() => {
           const index = tf.tensor1d([g], 'int32');
-          const query = tf.reshape(gatherRowsSummed(qkHeads, index), [length, dim]) as tf.Tensor2D;
-          const value = tf.reshape(gatherRowsSummed(vHeads, index), [length, valueDim]) as tf.Tensor2D;
+          const query = tf.reshape(gatherRowsSummedUnchecked(qkHeads, index), [length, dim]) as tf.Tensor2D;
+          const value = tf.reshape(gatherRowsSummedUnchecked(vHeads, index), [length, valueDim]) as tf.Tensor2D;
           const keysT = tf.transpose(normaliseKeys(query)) as tf.Tensor2D; // [D, T]
           const logits = tf.reshape(tf.matMul(query, keysT), [1, length, length]) as tf.Tensor3D;
           // The same fused masked softmax as LSH attention (a wasm kernel; tf ops elsewhere).

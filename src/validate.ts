@@ -103,7 +103,8 @@ export function assertFloat(who: string, what: string, x: Tensor): void {
 /** Throws unless the tensor's dtype is one of `allowed`. */
 export function assertDtype(who: string, what: string, x: Tensor, allowed: readonly DataType[], fix: string): void {
   if (!allowed.includes(x.dtype)) {
-    throw new Error(`${who}: ${what} must be ${allowed.join(', ')}, got ${x.dtype}; ${fix}`);
+    const expected = allowed.length === 1 ? allowed[0] : `${allowed.slice(0, -1).join(', ')} or ${allowed[allowed.length - 1]}`;
+    throw new Error(`${who}: ${what} must be ${expected}, got ${x.dtype}; ${fix}`);
   }
 }
 
