@@ -28,7 +28,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
 import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
 import { assertSeed, freshSeed, nextSeed, uniformStream, type Seed, type Uniform } from '../src/random.js';
-import { shapeString } from '../src/validate.js';
+import { assertBoolean, shapeString } from '../src/validate.js';
 import { ChunkedFeedForward, mapPositionChunks } from './chunked_feed_forward.js';
 import { SelfAttentionBase } from './self_attention.js';
 
@@ -186,11 +186,13 @@ export class ReversibleStack extends tfl.layers.Layer {
     });
     this.blocks = args.blocks.map((block) => ({ attention: block.attention, feedForward: block.feedForward }));
     this.layerNorm = args.layerNorm ?? true;
+    assertBoolean(who, 'layerNorm', this.layerNorm);
     this.combine = args.combine ?? 'concat';
     if (this.combine !== 'concat' && this.combine !== 'mean') {
       throw new Error(`${who}: combine must be 'concat' or 'mean', got ${String(args.combine)}`);
     }
     this.reversible = args.reversible ?? true;
+    assertBoolean(who, 'reversible', this.reversible);
     this.seed = args.seed ?? freshSeed();
     assertSeed(who, this.seed);
     this.trainingStream = uniformStream(this.seed, 'training');
