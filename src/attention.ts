@@ -333,10 +333,11 @@ function blockBytes(logits: number, queryRows: number, keyRows: number, shape: A
 
 /**
  * Under a gradient tape every block's intermediates are kept for the backward
- * pass, which adds its own (gradients of each): the tape holds about this many
- * times the blocks' bytes. Measured on wasm: see test/hardening/measure_memory.ts.
+ * pass, which adds its own (gradients of each): the peak is about this many
+ * times the blocks' bytes (measured on wasm, T = 1024–2048: 1.3–1.4×, so 3
+ * leaves a margin of 2; test/hardening/measure_memory.ts).
  */
-const LSH_TAPE_FACTOR = 4;
+const LSH_TAPE_FACTOR = 3;
 /** Bytes per B·H·T² element of full attention under a tape (measured 64–69 on wasm), with a margin. */
 const FULL_TAPE_BYTES_PER_LOGIT = 80;
 

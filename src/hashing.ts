@@ -220,8 +220,9 @@ export interface HashBucketsOptions {
  * returns, but for the int32 [rows, R] buckets): the projections
  * [rows·R, Σ Ki/2] (rotation) or [rows, R·log2 K] (SimHash) dominate. tfjs
  * counts a reshape's bytes again (`tf.memory().numBytes` is per tensor), so
- * the projections count twice. Per-row temporaries (maxima, argmaxes, bucket
- * sums, padding): ≈ 40 bytes per factor and round, 24 more per round.
+ * the projections count twice (measured: 2.0–2.05×; counted 2.25× here, a
+ * margin). Per-row temporaries (maxima, argmaxes, bucket sums, padding): ≈ 40
+ * bytes per factor and round, 24 more per round.
  */
 export function estimateHashBytes(rows: number, dim: number, nHashes: number, nBuckets: NBuckets, hashFamily: HashFamilyName = 'rotation'): number {
   const factors = Array.isArray(nBuckets) ? nBuckets : [nBuckets];
@@ -230,10 +231,10 @@ export function estimateHashBytes(rows: number, dim: number, nHashes: number, nB
   if (hashFamily === 'simhash') {
     const bits = Math.round(Math.log2(totalBuckets(nBuckets)));
     // projections (float32), sign bits (bool, then int32), weighted bits (int32): 17 bytes per bit.
-    return input + 8 * dim * nHashes * bits + 17 * items * bits + 28 * items;
+    return input + 8 * dim * nHashes * bits + 19 * items * bits + 28 * items;
   }
   const columns = rotationColumns(nBuckets);
-  return input + 8 * dim * nHashes * columns + 8 * items * columns + items * (40 * factors.length + 24);
+  return input + 8 * dim * nHashes * columns + 9 * items * columns + items * (40 * factors.length + 24);
 }
 
 /**
