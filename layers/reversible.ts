@@ -157,6 +157,8 @@ export class ReversibleStack extends tfl.layers.Layer {
   readonly seed: Seed;
   private readonly trainingStream: Uniform;
   private norms: Array<{ attention: NormWeights; feedForward: NormWeights } | null> = [];
+  /** M, known once built. */
+  private modelSize = 0;
 
   constructor(args: ReversibleStackArgs) {
     super(args);
@@ -249,6 +251,7 @@ export class ReversibleStack extends tfl.layers.Layer {
 
   override build(inputShape: Shape | Shape[]): void {
     const modelSize = ReversibleStack.dataShape(inputShape)[2] as number;
+    this.modelSize = modelSize;
     const norm = (name: string): NormWeights => ({
       gamma: this.addWeight(`${name}/gamma`, [modelSize], 'float32', tfl.initializers.ones()),
       beta: this.addWeight(`${name}/beta`, [modelSize], 'float32', tfl.initializers.zeros()),
@@ -295,6 +298,11 @@ export class ReversibleStack extends tfl.layers.Layer {
   forward(x: tf.Tensor3D, options: ReversibleStackOptions = {}): tf.Tensor3D {
     if (!this.built) throw new Error('ReversibleStack: the layer is not built; call it on an input (or apply it in a model) first');
     if (x.rank !== 3) throw new Error(`ReversibleStack: input must have shape [B, T, M], got ${shapeString(x.shape)}`);
+    if (x.shape[2] !== this.modelSize) {
+      throw new Error(
+        `ReversibleStack: input must have M = ${this.modelSize} features (the stack was built for [B, T, ${this.modelSize}]), got ${shapeString(x.shape)}`,
+      );
+    }
     const training = options.training === true;
     const seeds = this.blockSeeds(training ? (options.callSeed ?? nextSeed(this.trainingStream)) : 0);
     const mask = options.mask ?? null;
