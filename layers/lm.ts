@@ -260,7 +260,7 @@ export async function generate(model: tfl.LayersModel, prompts: number[][], opti
   assertNonNegativeInteger(who, 'steps', options.steps);
   const temperature = options.temperature ?? 0;
   if (!(temperature >= 0 && temperature < Infinity)) {
-    throw new Error(`${who}: temperature must be a finite number ≥ 0 (0 for greedy), got ${describeValue(options.temperature)}`);
+    throw new Error(`${who}: temperature must be ≥ 0 (0 for greedy) and finite, got ${describeValue(options.temperature)}`);
   }
   assertSeed(who, options.seed);
   const length = Array.isArray(prompts) && Array.isArray(prompts[0]) ? prompts[0].length : 0;
