@@ -399,8 +399,10 @@ export function estimateFullAttentionBytes(shape: AttentionShape, recording = fa
   if (recording) {
     return FULL_TAPE_BYTES_PER_LOGIT * groups * shape.length * shape.length + 16 * groups * shape.length * (shape.dim + shape.valueDim);
   }
-  // [T, T]: the mask, and one head's logits and weights, with the softmax's working copies (+ slack).
-  return 4 * (5 * shape.length * shape.length + 4 * groups * shape.length * (shape.dim + shape.valueDim));
+  // [T, T]: the mask, and one head's logits and weights, with the softmax's working copies (+ slack); the cpu
+  // backend's softmax runs as tf ops (more copies: measured 5.2 floats per T² element at T = 1024, 4.5 on wasm).
+  const perLogit = tf.getBackend() === 'wasm' ? 5 : 7;
+  return 4 * (perLogit * shape.length * shape.length + 4 * groups * shape.length * (shape.dim + shape.valueDim));
 }
 
 /** The host-side sort of one call: what the blocks are built from. */
