@@ -333,9 +333,9 @@ function blockBytes(logits: number, queryRows: number, keyRows: number, shape: A
 
 /**
  * Under a gradient tape every block's intermediates are kept for the backward
- * pass, which adds its own (gradients of each): the peak is about this many
- * times the blocks' bytes (measured on wasm, T = 1024–2048: 1.3–1.4×, so 3
- * leaves a margin of 2; test/hardening/measure_memory.ts).
+ * pass, which adds its own (gradients of each): the peak is about 2–2.3 times
+ * the blocks' bytes (measured on wasm, T = 1024–2048, D/C from 1/8 to 4:
+ * test/hardening/measure_memory.ts); 3 leaves a margin.
  */
 const LSH_TAPE_FACTOR = 3;
 /** Bytes per B·H·T² element of full attention under a tape (measured 64–69 on wasm), with a margin. */
@@ -400,7 +400,7 @@ export function estimateFullAttentionBytes(shape: AttentionShape, recording = fa
     return FULL_TAPE_BYTES_PER_LOGIT * groups * shape.length * shape.length + 16 * groups * shape.length * (shape.dim + shape.valueDim);
   }
   // [T, T]: the mask, and one head's logits and weights, with the softmax's working copies (+ slack); the cpu
-  // backend's softmax runs as tf ops (more copies: measured 5.2 floats per T² element at T = 1024, 4.5 on wasm).
+  // backend's softmax runs as tf ops (more copies: measured 5.1 floats per T² element at T = 1024; wasm 3–4.3).
   const perLogit = tf.getBackend() === 'wasm' ? 5 : 7;
   return 4 * (perLogit * shape.length * shape.length + 4 * groups * shape.length * (shape.dim + shape.valueDim));
 }
