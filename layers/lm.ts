@@ -15,9 +15,9 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import type { NBuckets } from '../src/hashing.js';
+import { bucketFactors, type NBuckets } from '../src/hashing.js';
 import { assertSeed, freshSeed, nextSeed, uniformStream, type Seed } from '../src/random.js';
-import { assertNonNegativeInteger, assertPositiveInteger, assertRate } from '../src/validate.js';
+import { assertNonNegativeInteger, assertPositiveInteger, assertRate, describeValue } from '../src/validate.js';
 import { ChunkedFeedForward, type FeedForwardActivation } from './chunked_feed_forward.js';
 import { AxialPositionEmbedding, PositionEmbedding } from './position_embeddings.js';
 import { ReversibleStack } from './reversible.js';
@@ -124,6 +124,19 @@ export function reformerLM(args: ReformerLMArgs): tfl.LayersModel {
     if (kind !== 'lsh' && kind !== 'full') throw new Error(`${who}: attention[${i}] must be 'lsh' or 'full', got ${String(kind)}`);
   });
   if (args.attentionDropout !== undefined) assertRate(who, 'attentionDropout', args.attentionDropout);
+  // Checked here, before any layer is built (a failure while building would leave the built layers' weights behind).
+  const numHeads = args.numHeads ?? 4;
+  assertPositiveInteger(who, 'numHeads', numHeads);
+  if (args.headDim !== undefined) assertPositiveInteger(who, 'headDim', args.headDim);
+  else if (modelSize % numHeads !== 0) {
+    throw new Error(`${who}: numHeads ${numHeads} must divide modelSize ${modelSize} when headDim is not given; change one, or set headDim`);
+  }
+  // The LSH settings, even when no block uses LSH attention (a wrong value is a mistake either way).
+  if (args.nHashes !== undefined) assertPositiveInteger(who, 'nHashes', args.nHashes);
+  if (args.chunkLength !== undefined) assertPositiveInteger(who, 'chunkLength', args.chunkLength);
+  if (args.numChunksBefore !== undefined) assertNonNegativeInteger(who, 'numChunksBefore', args.numChunksBefore);
+  if (args.numChunksAfter !== undefined) assertNonNegativeInteger(who, 'numChunksAfter', args.numChunksAfter);
+  if (args.nBuckets !== undefined) bucketFactors(who, args.nBuckets);
   const seed = args.seed ?? freshSeed();
   assertSeed(who, seed);
   const seeds = uniformStream(seed, 'reformerLM');
@@ -139,7 +152,7 @@ export function reformerLM(args: ReformerLMArgs): tfl.LayersModel {
     biasRegularizer,
   });
   // The Reformer's attention projections have no biases.
-  const common = { numHeads: args.numHeads ?? 4, headDim: args.headDim, causal: true, dropout: args.attentionDropout ?? 0, useBias: false };
+  const common = { numHeads, headDim: args.headDim, causal: true, dropout: args.attentionDropout ?? 0, useBias: false };
   const blocks = perLayer.map((kind) => ({
     attention:
       kind === 'lsh'
@@ -278,11 +291,28 @@ export async function generate(model: tfl.LayersModel, prompts: number[][], opti
   const who = 'generate';
   assertNonNegativeInteger(who, 'steps', options.steps);
   const temperature = options.temperature ?? 0;
-  if (!(temperature >= 0)) throw new Error(`${who}: temperature must be ≥ 0 (0 for greedy), got ${String(options.temperature)}`);
-  const length = prompts[0]?.length ?? 0;
-  if (length < 1 || prompts.some((p) => p.length !== length)) {
-    throw new Error(`${who}: prompts must be a non-empty list of equally long (≥ 1) token lists; pad or group them by length`);
+  if (!(temperature >= 0 && temperature < Infinity)) {
+    throw new Error(`${who}: temperature must be ≥ 0 (0 for greedy) and finite, got ${describeValue(options.temperature)}`);
   }
+  assertSeed(who, options.seed);
+  const length = Array.isArray(prompts) && Array.isArray(prompts[0]) ? prompts[0].length : 0;
+  if (length < 1 || prompts.some((p) => !Array.isArray(p) || p.length !== length)) {
+    throw new Error(
+      `${who}: prompts must be a non-empty list of equally long (≥ 1) token lists, got ${describeValue(prompts)}; pad or group them by length`,
+    );
+  }
+  // Token ids index the embedding: a fraction would be truncated silently, an id out of range fails late.
+  const vocab = model.outputs[0]?.shape[model.outputs[0].shape.length - 1];
+  prompts.forEach((prompt, b) =>
+    prompt.forEach((token, t) => {
+      if (!Number.isInteger(token) || token < 0 || (typeof vocab === 'number' && token >= vocab)) {
+        throw new Error(
+          `${who}: prompts[${b}][${t}] must be a token id, an integer in [0, ${typeof vocab === 'number' ? vocab - 1 : 'V − 1'}], ` +
+            `got ${describeValue(token)}`,
+        );
+      }
+    }),
+  );
   const contextLength = options.contextLength ?? positionLength(model) ?? Number.POSITIVE_INFINITY;
   if (contextLength !== Number.POSITIVE_INFINITY) assertPositiveInteger(who, 'contextLength', contextLength);
   const random = uniformStream(options.seed);

@@ -29,7 +29,7 @@ import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js'
 import type { Kwargs, RegularizerFn } from '@tensorflow/tfjs-layers/dist/types.js';
 import { normalizeLastAxis } from './layer_norm.js';
 import { assertSeed, freshSeed, nextSeed, uniformStream, type Seed, type Uniform } from '../src/random.js';
-import { shapeString } from '../src/validate.js';
+import { assertBoolean, shapeString } from '../src/validate.js';
 import { ChunkedFeedForward, mapPositionChunks } from './chunked_feed_forward.js';
 import { SelfAttentionBase } from './self_attention.js';
 
@@ -156,6 +156,8 @@ export class ReversibleStack extends tfl.layers.Layer {
   readonly seed: Seed;
   private readonly trainingStream: Uniform;
   private norms: Array<{ attention: NormWeights; feedForward: NormWeights } | null> = [];
+  /** M, known once built. */
+  private modelSize = 0;
 
   constructor(args: ReversibleStackArgs) {
     super(args);
@@ -185,11 +187,13 @@ export class ReversibleStack extends tfl.layers.Layer {
     });
     this.blocks = args.blocks.map((block) => ({ attention: block.attention, feedForward: block.feedForward }));
     this.layerNorm = args.layerNorm ?? true;
+    assertBoolean(who, 'layerNorm', this.layerNorm);
     this.combine = args.combine ?? 'concat';
     if (this.combine !== 'concat' && this.combine !== 'mean') {
       throw new Error(`${who}: combine must be 'concat' or 'mean', got ${String(args.combine)}`);
     }
     this.reversible = args.reversible ?? true;
+    assertBoolean(who, 'reversible', this.reversible);
     this.seed = args.seed ?? freshSeed();
     assertSeed(who, this.seed);
     this.trainingStream = uniformStream(this.seed, 'training');
@@ -260,6 +264,7 @@ export class ReversibleStack extends tfl.layers.Layer {
 
   override build(inputShape: Shape | Shape[]): void {
     const modelSize = ReversibleStack.dataShape(inputShape)[2] as number;
+    this.modelSize = modelSize;
     const norm = (name: string): NormWeights => ({
       gamma: this.addWeight(`${name}/gamma`, [modelSize], 'float32', tfl.initializers.ones()),
       beta: this.addWeight(`${name}/beta`, [modelSize], 'float32', tfl.initializers.zeros()),
@@ -306,6 +311,11 @@ export class ReversibleStack extends tfl.layers.Layer {
   forward(x: tf.Tensor3D, options: ReversibleStackOptions = {}): tf.Tensor3D {
     if (!this.built) throw new Error('ReversibleStack: the layer is not built; call it on an input (or apply it in a model) first');
     if (x.rank !== 3) throw new Error(`ReversibleStack: input must have shape [B, T, M], got ${shapeString(x.shape)}`);
+    if (x.shape[2] !== this.modelSize) {
+      throw new Error(
+        `ReversibleStack: input must have M = ${this.modelSize} features (the stack was built for [B, T, ${this.modelSize}]), got ${shapeString(x.shape)}`,
+      );
+    }
     const training = options.training === true;
     const seeds = this.blockSeeds(training ? (options.callSeed ?? nextSeed(this.trainingStream)) : 0);
     const mask = options.mask ?? null;

@@ -15,7 +15,16 @@ import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
 import { fullAttention, lshAttention, resolveLSHSettings, validLength } from '../src/attention.js';
 import { randomRotations, type HashFamilyName, type NBuckets } from '../src/hashing.js';
 import { assertSeed, freshSeed, nextSeed, purposeSeed, uniformStream, type Seed, type Uniform } from '../src/random.js';
-import { assertPositiveInteger, assertRate, shapeString } from '../src/validate.js';
+import { checkMask } from '../src/hashing.js';
+import {
+  assertBoolean,
+  assertFinite,
+  assertMemoryLimit,
+  assertNonNegativeInteger,
+  assertPositiveInteger,
+  assertRate,
+  shapeString,
+} from '../src/validate.js';
 import {
   biasInitializerFor,
   denseWeightConfig,
@@ -49,6 +58,18 @@ export interface SelfAttentionArgs extends LayerArgs, DenseWeightArgs {
    * (and saved in the config, so a reloaded layer behaves the same).
    */
   seed?: Seed;
+  /**
+   * Refuse calls whose attention is estimated to need more than this many
+   * bytes, before they run (the attention functions' option). Default: 3.25
+   * GiB on wasm (its heap corrupts past ≈3.6 GiB), 16 GiB elsewhere.
+   */
+  memoryLimitBytes?: number;
+  /**
+   * On every call, check the input and the projected queries/keys and values
+   * for NaN and ±Infinity, and throw naming the first (costs one pass over
+   * each and a read-back of a boolean). Default false.
+   */
+  checkFinite?: boolean;
 }
 
 /** Arguments of {@link LSHSelfAttention}. */
@@ -85,6 +106,8 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
   /** The initializers and regularizers of the kernels and biases (null: the default). */
   readonly weightSettings: DenseWeightSettings;
   readonly seed: Seed;
+  readonly memoryLimitBytes: number | undefined;
+  readonly checkFinite: boolean;
   /** The stream of per-step seeds in training. */
   protected readonly trainingStream: Uniform;
   protected headDim = 0;
@@ -102,6 +125,11 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
     this.headDimArg = args.headDim;
     if (args.headDim !== undefined) assertPositiveInteger(who, 'headDim', args.headDim);
     this.causal = args.causal ?? false;
+    assertBoolean(who, 'causal', this.causal);
+    this.memoryLimitBytes = args.memoryLimitBytes;
+    if (args.memoryLimitBytes !== undefined) assertMemoryLimit(who, args.memoryLimitBytes);
+    this.checkFinite = args.checkFinite ?? false;
+    assertBoolean(who, 'checkFinite', this.checkFinite);
     this.dropout = args.dropout ?? 0;
     assertRate(who, 'dropout', this.dropout);
     this.useBias = args.useBias ?? true;
@@ -125,13 +153,20 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
       );
     }
     const modelSize = shape[2];
-    this.headDim = this.headDimArg ?? Math.floor(modelSize / this.numHeads);
-    if (this.headDim < 1) {
+    if (this.headDimArg === undefined && modelSize % this.numHeads !== 0) {
+      // Not floor(M / H): the heads would silently leave features out (3 heads of 5 for M = 16).
+      const divisors = Array.from({ length: modelSize }, (_, i) => i + 1).filter((h) => modelSize % h === 0);
+      const problem =
+        this.numHeads > modelSize
+          ? `numHeads ${this.numHeads} is larger than the model size ${modelSize}`
+          : `numHeads ${this.numHeads} must divide the model size ${modelSize} when headDim is not given ` +
+            `(${this.numHeads} heads of ${Math.floor(modelSize / this.numHeads)} would leave ${modelSize % this.numHeads} features out)`;
       throw new Error(
-        `${this.getClassName()}: numHeads ${this.numHeads} is larger than the model size ${modelSize}; ` +
-          `set headDim or use fewer heads`,
+        `${this.getClassName()}: ${problem}; use numHeads in ${divisors.slice(0, 12).join(', ')}${divisors.length > 12 ? ', …' : ''}, ` +
+          `or set headDim`,
       );
     }
+    this.headDim = this.headDimArg ?? modelSize / this.numHeads;
     const inner = this.numHeads * this.headDim;
     const settings = this.weightSettings;
     const kernel = (name: string, shape: number[], salt: number) =>
@@ -199,13 +234,18 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
     if (!this.built || this.qkKernel === null || this.vKernel === null || this.outKernel === null) {
       throw new Error(`${who}: the layer is not built; call it on an input (or apply it in a model) first`);
     }
-    if (x.rank !== 3) throw new Error(`${who}: input must have shape [B, T, M], got ${shapeString(x.shape)}`);
-    const [batch, length, modelSize] = x.shape;
-    if (mask !== null && (mask.rank !== 2 || mask.shape[0] !== batch || mask.shape[1] !== length)) {
-      throw new Error(
-        `${who}: the padding mask must have shape [B, T] = [${batch}, ${length}], got ${shapeString(mask.shape)}`,
-      );
+    if (!(x instanceof tf.Tensor) || x.rank !== 3) {
+      throw new Error(`${who}: input must be a tensor [B, T, M], got ${x instanceof tf.Tensor ? shapeString(x.shape) : String(x)}`);
     }
+    const [batch, length, modelSize] = x.shape;
+    const builtSize = this.qkKernel.shape[0];
+    if (modelSize !== builtSize) {
+      throw new Error(`${who}: input must have M = ${builtSize} features (the layer was built for [B, T, ${builtSize}]), got ${shapeString(x.shape)}`);
+    }
+    if (mask !== null) checkMask(who, mask, batch, length, 'the padding mask');
+    if (this.checkFinite) assertFinite(who, 'the input', x, 'find where it comes from (the previous layer, or the data)');
+    // An empty batch (or empty sequences): an empty output, without running the projections.
+    if (batch === 0 || length === 0) return tf.zeros([batch, length, modelSize]) as tf.Tensor3D;
     return tf.tidy(() => {
       const x2d = tf.reshape(x, [batch * length, modelSize]) as tf.Tensor2D;
       const qk = this.project(x2d, this.qkKernel as tfl.LayerVariable, this.qkBias, batch, length);
@@ -239,6 +279,8 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
       seed: this.seed,
     };
     if (this.headDimArg !== undefined) config.headDim = this.headDimArg;
+    if (this.memoryLimitBytes !== undefined) config.memoryLimitBytes = this.memoryLimitBytes;
+    if (this.checkFinite) config.checkFinite = true;
     return { ...super.getConfig(), ...config };
   }
 }
@@ -272,12 +314,17 @@ export class LSHSelfAttention extends SelfAttentionBase {
 
   constructor(args: LSHSelfAttentionArgs = {}) {
     super(args, 'LSHSelfAttention');
+    const who = 'LSHSelfAttention';
     this.nHashes = args.nHashes ?? 1;
     this.chunkLength = args.chunkLength ?? 64;
     this.numChunksBefore = args.numChunksBefore ?? 1;
     this.numChunksAfter = args.numChunksAfter ?? 0;
     this.nBuckets = args.nBuckets;
     this.hashFamily = args.hashFamily ?? 'rotation';
+    assertPositiveInteger(who, 'nHashes', this.nHashes);
+    assertPositiveInteger(who, 'chunkLength', this.chunkLength);
+    assertNonNegativeInteger(who, 'numChunksBefore', this.numChunksBefore);
+    assertNonNegativeInteger(who, 'numChunksAfter', this.numChunksAfter);
     // Validates every setting once, for a length that always fits.
     this.settings(validLength(this.chunkLength, this.nHashes, this.chunkLength));
   }
@@ -327,6 +374,8 @@ export class LSHSelfAttention extends SelfAttentionBase {
       hashFamily: this.hashFamily,
       dropout: training ? this.dropout : 0,
       dropoutSeed: seed,
+      memoryLimitBytes: this.memoryLimitBytes,
+      checkFinite: this.checkFinite,
     });
     return extra > 0 ? (tf.slice(out, [0, 0, 0, 0], [-1, -1, length, -1]) as tf.Tensor4D) : out;
   }
@@ -363,6 +412,8 @@ export class FullSelfAttention extends SelfAttentionBase {
       mask: mask ?? undefined,
       dropout: training ? this.dropout : 0,
       dropoutSeed: training ? this.callSeed(options) : undefined,
+      memoryLimitBytes: this.memoryLimitBytes,
+      checkFinite: this.checkFinite,
     });
   }
 }

@@ -9,9 +9,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
+  HASH_FAMILIES,
   bucketFactors,
   checkMask,
   defaultNBuckets,
+  estimateHashBytes,
   hashBuckets,
   randomRotations,
   rotationColumns,
@@ -21,16 +23,21 @@ import {
 } from './hashing.js';
 import { batchMatMul } from './kernels/batch_matmul.js';
 import { maskedSoftmax } from './kernels/masked_softmax.js';
-import { guardMemory, recordingGradients } from './memory.js';
-import { sortItemsOnHost } from './sorting.js';
+import { formatBytes, guardMemory, recordingGradients } from './memory.js';
+import { MAX_SORT_KEYS, sortItemsOnHost } from './sorting.js';
 import { gatherRows } from './ops.js';
-import { freshSeed, type Seed } from './random.js';
+import { assertSeed, freshSeed, type Seed } from './random.js';
 import {
+  assertBoolean,
+  assertFinite,
   assertFloat,
+  assertMemoryLimit,
   assertNonNegativeInteger,
+  assertOneOf,
   assertPositiveInteger,
   assertRank,
   assertRate,
+  describeValue,
   shapeString,
 } from './validate.js';
 
@@ -45,17 +52,29 @@ export const KEY_NORM_EPSILON = 1e-6;
 export interface AttentionOptions {
   /** Mask keys after the query's position. Default false. */
   causal?: boolean;
-  /** [B, T], 1 keep, 0 padding. Outputs at padded positions are unspecified. Default: no padding. */
+  /**
+   * [B, T] padding mask (float32, int32 or bool) of 1 (keep) and 0 (padding);
+   * any other value is refused. Outputs at padded positions are unspecified.
+   * Default: no padding.
+   */
   mask?: tf.Tensor2D;
   /** Dropout rate on the attention weights, in [0, 1). Default 0 (none). */
   dropout?: number;
-  /** Seed of the dropout mask, so a recomputation can reproduce it. Default: random. */
+  /** Seed of the dropout mask (an integer in [0, 2^31 − 1]), so a recomputation can reproduce it. Default: random. */
   dropoutSeed?: Seed;
   /**
-   * Refuse calls estimated to need more than this many bytes. Default: 3.25
-   * GiB on wasm (its heap corrupts past ≈3.6 GiB), 16 GiB elsewhere.
+   * Refuse calls estimated to need more than this many bytes (what the call
+   * allocates, on top of what is already in use). Default: 3.25 GiB on wasm
+   * (its heap corrupts past ≈3.6 GiB), 16 GiB elsewhere.
    */
   memoryLimitBytes?: number;
+  /**
+   * Check that qk and v hold no NaN or ±Infinity before attending, and throw
+   * naming the first one (one value of every output they reach would be
+   * NaN). Costs one pass over the inputs and one read-back of a boolean.
+   * Default false: non-finite inputs propagate, as in other tfjs ops.
+   */
+  checkFinite?: boolean;
 }
 
 /** Options of {@link lshAttention}. */
@@ -69,13 +88,17 @@ export interface LSHAttentionOptions extends AttentionOptions {
   nHashes?: number;
   /** C, the chunk length; R·T must be a multiple of it. Default 64. */
   chunkLength?: number;
-  /** Chunks before its own that a chunk attends to. Default 1. */
+  /**
+   * Chunks before its own that a chunk attends to. Each chunk is attended to
+   * at most once: when 1 + before + after exceeds the number of chunks
+   * N = R·T/C, a chunk attends to all N (no key counted twice). Default 1.
+   */
   numChunksBefore?: number;
-  /** Chunks after its own that a chunk attends to. Default 0. */
+  /** Chunks after its own that a chunk attends to (at most once each, as for numChunksBefore). Default 0. */
   numChunksAfter?: number;
   /** float32 [D, R, Σ Ki/2] rotations; wins over `seed`. Default: drawn from `seed`. */
   rotations?: tf.Tensor3D;
-  /** Seed of the rotations. Default: fresh randomness on every call. */
+  /** Seed of the rotations (an integer in [0, 2^31 − 1]). Default: fresh randomness on every call. */
   seed?: Seed;
   /**
    * The hash family: 'rotation' (the Reformer's angular LSH) or 'simhash'
@@ -84,7 +107,8 @@ export interface LSHAttentionOptions extends AttentionOptions {
   hashFamily?: HashFamilyName;
   /**
    * Logit elements per block of chunks: bounds the memory of a call (the
-   * result does not depend on it). Default {@link BLOCK_LOGITS} (1M, 4 MiB per tensor).
+   * result does not depend on it; the memory guard counts it). Default
+   * {@link BLOCK_LOGITS} (1M, 4 MiB per tensor).
    */
   blockLogits?: number;
 }
@@ -94,9 +118,12 @@ export interface ResolvedLSHSettings {
   nHashes: number;
   nBuckets: NBuckets;
   chunkLength: number;
+  /** The chunks before, after clamping to the number of chunks (see {@link LSHAttentionOptions.numChunksBefore}). */
   numChunksBefore: number;
+  /** The chunks after, after clamping. */
   numChunksAfter: number;
   hashFamily: HashFamilyName;
+  blockLogits: number;
 }
 
 /** Default chunk length (design §9). */
@@ -107,12 +134,17 @@ export const DEFAULT_CHUNK_LENGTH = 64;
  * layers pad to.
  */
 export function validLength(length: number, nHashes: number, chunkLength: number): number {
+  assertNonNegativeInteger('validLength', 'length', length);
+  assertPositiveInteger('validLength', 'nHashes', nHashes);
+  assertPositiveInteger('validLength', 'chunkLength', chunkLength);
   const step = chunkLength / gcd(nHashes, chunkLength);
   return Math.ceil(length / step) * step;
 }
 
+/** Greatest common divisor of two positive integers. */
 function gcd(a: number, b: number): number {
-  return b === 0 ? a : gcd(b, a % b);
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
 }
 
 /**
@@ -125,37 +157,43 @@ export function resolveLSHSettings(
   dim: number,
   options: Pick<
     LSHAttentionOptions,
-    'nBuckets' | 'nHashes' | 'chunkLength' | 'numChunksBefore' | 'numChunksAfter' | 'rotations' | 'hashFamily'
+    'nBuckets' | 'nHashes' | 'chunkLength' | 'numChunksBefore' | 'numChunksAfter' | 'rotations' | 'hashFamily' | 'blockLogits'
   >,
 ): ResolvedLSHSettings {
+  if (options === null || typeof options !== 'object') {
+    throw new Error(`${who}: options must be an object, got ${describeValue(options)}`);
+  }
   const chunkLength = options.chunkLength ?? DEFAULT_CHUNK_LENGTH;
   assertPositiveInteger(who, 'chunkLength', chunkLength);
-  const numChunksBefore = options.numChunksBefore ?? 1;
-  const numChunksAfter = options.numChunksAfter ?? 0;
+  let numChunksBefore = options.numChunksBefore ?? 1;
+  let numChunksAfter = options.numChunksAfter ?? 0;
   assertNonNegativeInteger(who, 'numChunksBefore', numChunksBefore);
   assertNonNegativeInteger(who, 'numChunksAfter', numChunksAfter);
   const hashFamily = options.hashFamily ?? 'rotation';
-  if (hashFamily !== 'rotation' && hashFamily !== 'simhash') {
-    throw new Error(`${who}: hashFamily must be 'rotation' or 'simhash', got ${JSON.stringify(hashFamily)}`);
-  }
+  assertOneOf(who, 'hashFamily', hashFamily, HASH_FAMILIES);
+  const blockLogits = options.blockLogits ?? BLOCK_LOGITS;
+  assertPositiveInteger(who, 'blockLogits', blockLogits);
   const rotations = options.rotations;
+  if (rotations !== undefined) {
+    assertRank(who, 'rotations', rotations, 3, '[D, R, K/2]');
+    assertFloat(who, 'rotations', rotations);
+  }
   let nHashes = options.nHashes ?? (rotations ? rotations.shape[1] : 1);
   assertPositiveInteger(who, 'nHashes', nHashes);
   let nBuckets: NBuckets;
   if (options.nBuckets !== undefined) {
     nBuckets = options.nBuckets;
-    bucketFactors(who, nBuckets);
   } else if (rotations) {
     nBuckets = hashFamily === 'simhash' ? 2 ** rotations.shape[2] : 2 * rotations.shape[2];
   } else if (hashFamily === 'simhash') {
     // The default count rounded up to a power of two (SimHash packs log2 K bits).
-    nBuckets = 2 ** Math.ceil(Math.log2(totalBuckets(defaultNBuckets(length, chunkLength))));
+    nBuckets = 2 ** Math.ceil(Math.log2(totalBuckets(defaultNBuckets(Math.max(length, 1), chunkLength))));
   } else {
-    nBuckets = defaultNBuckets(length, chunkLength);
+    nBuckets = defaultNBuckets(Math.max(length, 1), chunkLength);
   }
+  bucketFactors(who, nBuckets);
   if (hashFamily === 'simhash') rotationColumns(nBuckets, 'simhash'); // validates a power of two
   if (rotations) {
-    assertRank(who, 'rotations', rotations, 3, '[D, R, K/2]');
     const expected = [dim, nHashes, rotationColumns(nBuckets, hashFamily)];
     if (rotations.shape.some((d, i) => d !== expected[i])) {
       throw new Error(
@@ -164,6 +202,13 @@ export function resolveLSHSettings(
       );
     }
     nHashes = rotations.shape[1];
+  }
+  const sortKeys = nHashes * (totalBuckets(nBuckets) + 1);
+  if (sortKeys > MAX_SORT_KEYS) {
+    throw new Error(
+      `${who}: nHashes·(K+1) = ${nHashes}·${totalBuckets(nBuckets) + 1} = ${sortKeys} sort keys, more than 2^24 ` +
+        `(the bucket sort counts every key); use fewer buckets: the default K = 2·T/C is what chunks of C need`,
+    );
   }
   if ((nHashes * length) % chunkLength !== 0) {
     const step = validLength(1, nHashes, chunkLength);
@@ -174,16 +219,35 @@ export function resolveLSHSettings(
         `layer, which pads for you`,
     );
   }
-  return { nHashes, nBuckets, chunkLength, numChunksBefore, numChunksAfter, hashFamily };
+  // Each chunk at most once: a window of more chunks than there are would count keys twice
+  // (rolled copies of the same chunk), changing the softmax. It covers all N chunks instead.
+  const numChunks = (nHashes * length) / chunkLength;
+  if (numChunks > 0 && numChunksBefore + numChunksAfter + 1 > numChunks) {
+    numChunksBefore = Math.min(numChunksBefore, numChunks - 1);
+    numChunksAfter = numChunks - 1 - numChunksBefore;
+  }
+  return { nHashes, nBuckets, chunkLength, numChunksBefore, numChunksAfter, hashFamily, blockLogits };
 }
 
-/** Checks qk, v and mask together; returns [B, H, T, D, Dv]. */
-function checkInputs(
-  who: string,
-  qk: tf.Tensor,
-  v: tf.Tensor,
-  options: AttentionOptions,
-): [number, number, number, number, number] {
+/** What {@link checkInputs} returns: the sizes and the mask's values (read once). */
+interface CheckedInputs {
+  batch: number;
+  heads: number;
+  length: number;
+  dim: number;
+  valueDim: number;
+  /** The padding mask's values [B·T], or null. */
+  padding: Float32Array | Int32Array | Uint8Array | null;
+}
+
+/**
+ * Checks qk, v, the mask and the options both attention functions take.
+ * B and T may be 0 (an empty result); H, D and Dv may not.
+ */
+function checkInputs(who: string, qk: unknown, v: unknown, options: AttentionOptions): CheckedInputs {
+  if (options === null || typeof options !== 'object') {
+    throw new Error(`${who}: options must be an object, got ${describeValue(options)}`);
+  }
   assertRank(who, 'qk', qk, 4, '[B, H, T, D]');
   assertRank(who, 'v', v, 4, '[B, H, T, Dv]');
   assertFloat(who, 'qk', qk);
@@ -196,17 +260,26 @@ function checkInputs(
     );
   }
   for (const [what, size] of [
-    ['B', batch],
     ['H', heads],
-    ['T', length],
     ['D', dim],
     ['Dv', v.shape[3]],
   ] as const) {
     assertPositiveInteger(who, `the size ${what} of the inputs`, size);
   }
-  if (options.mask !== undefined) checkMask(who, options.mask, batch, length);
+  if (options.causal !== undefined) assertBoolean(who, 'causal', options.causal);
   if (options.dropout !== undefined) assertRate(who, 'dropout', options.dropout);
-  return [batch, heads, length, dim, v.shape[3] as number];
+  assertSeed(who, options.dropoutSeed, 'dropoutSeed');
+  if (options.memoryLimitBytes !== undefined) assertMemoryLimit(who, options.memoryLimitBytes);
+  if (options.checkFinite !== undefined) assertBoolean(who, 'checkFinite', options.checkFinite);
+  const padding = options.mask !== undefined ? checkMask(who, options.mask, batch, length) : null;
+  if (options.checkFinite === true) {
+    const fix =
+      'every output that attends to it would be NaN (a padded position too: 0 · NaN is NaN); ' +
+      'find where it comes from, or replace it, e.g. tf.where(tf.isFinite(x), x, tf.zerosLike(x))';
+    assertFinite(who, 'qk', qk, fix);
+    assertFinite(who, 'v', v, fix);
+  }
+  return { batch, heads, length, dim, valueDim: v.shape[3] as number, padding };
 }
 
 /** Unit-length keys: k = x / sqrt(mean(x²) + ε) / sqrt(D). Shape preserved. */
@@ -231,49 +304,93 @@ interface BlockPlan {
   chunksPerBlock: number;
 }
 
-function planBlocks(numChunks: number, chunkLength: number, window: number, blockLogits = BLOCK_LOGITS): BlockPlan {
+function planBlocks(numChunks: number, chunkLength: number, window: number, blockLogits: number): BlockPlan {
   const perGroup = numChunks * chunkLength * window;
   if (perGroup <= blockLogits) return { groupsPerBatch: Math.max(1, Math.floor(blockLogits / perGroup)), chunksPerBlock: numChunks };
   return { groupsPerBatch: 1, chunksPerBlock: Math.max(1, Math.floor(blockLogits / (chunkLength * window))) };
 }
 
+/** The sizes an estimate needs. */
+export interface AttentionShape {
+  batch: number;
+  heads: number;
+  length: number;
+  dim: number;
+  valueDim: number;
+}
+
 /**
- * Bytes per attended logit when a gradient tape records: every block's
- * intermediates are kept for the backward pass, which adds its own. Measured
- * on wasm (T = 1024–4096, R = 4: 148–156 bytes, tf.profile peak of
- * forward + backward), with a margin.
+ * Bytes one block of attended logits allocates, as tfjs counts them
+ * (`tf.memory().numBytes` counts a reshape's bytes again): per logit, the
+ * logits, the fill mask and the weights (3 floats; the cpu backend's softmax
+ * runs as tf ops, 4 floats more; dropout 4 more); per gathered key row its
+ * vector (gather, reshape and 4 normalisation steps) and value (gather,
+ * reshape); per query row its vector and output (gather or product, reshape).
  */
-const LSH_TAPE_BYTES_PER_LOGIT = 200;
+function blockBytes(logits: number, queryRows: number, keyRows: number, shape: AttentionShape, extraPerLogit: number): number {
+  return 4 * ((3 + extraPerLogit) * logits + keyRows * (6 * shape.dim + 2 * shape.valueDim) + 2 * queryRows * (shape.dim + shape.valueDim));
+}
+
+/**
+ * A block's backward pass holds about twice what its forward pass does
+ * (the recomputed block, and the gradients of its logits, queries, keys and
+ * values).
+ */
+const LSH_BACKWARD_BLOCK_FACTOR = 2;
+
+/** What an lshAttention call allocates, by step (bytes, as `tf.memory().numBytes` counts them). */
+export interface LSHAttentionMemory {
+  /** The hashing step (rotations, projections, argmax temporaries): freed before the blocks run. */
+  hashing: number;
+  /** The chunk attention: the largest block and a batch's outputs, or all blocks under a tape. */
+  attention: number;
+  /** What lives through the call: bucket ids, views of the inputs, the output. */
+  kept: number;
+  /** The estimate: kept + max(hashing, attention). */
+  total: number;
+}
+
+/**
+ * What an lshAttention call allocates, by step: forward, or forward with its
+ * backward pass when `recording` (a gradient tape keeps every block). An upper
+ * bound of the peak of `tf.memory().numBytes` above its value before the call
+ * (measured on wasm: test/hardening/measure_memory.ts).
+ */
+export function lshAttentionMemory(shape: AttentionShape, settings: ResolvedLSHSettings, recording = false): LSHAttentionMemory {
+  const groups = shape.batch * shape.heads;
+  const items = settings.nHashes * shape.length;
+  const { chunkLength } = settings;
+  const window = chunkLength * (1 + settings.numChunksBefore + settings.numChunksAfter);
+  const numChunks = items / chunkLength;
+  const plan = planBlocks(numChunks, chunkLength, window, settings.blockLogits);
+  const batchGroups = Math.min(plan.groupsPerBatch, groups);
+  const blockChunks = Math.min(plan.chunksPerBlock, numChunks) * batchGroups;
+  const softmaxExtra = tf.getBackend() === 'wasm' ? 0 : 4;
+  const dropoutExtra = 4;
+  const hashing =
+    4 * shape.dim * settings.nHashes * rotationColumns(settings.nBuckets, settings.hashFamily) + // rotations
+    estimateHashBytes(groups * shape.length, shape.dim, settings.nHashes, settings.nBuckets, settings.hashFamily);
+  const block = blockBytes(blockChunks * chunkLength * window, blockChunks * chunkLength, blockChunks * window, shape, softmaxExtra + dropoutExtra);
+  // A batch of groups: its blocks' outputs and statistics [items, Dv + 2], then un-sorted (concatenated,
+  // permuted) and combined (per-round weights [items], weighted outputs): ≈ 5 copies and 10 floats per item.
+  const batchItems = batchGroups * items;
+  const batch = 4 * batchItems * (5 * (shape.valueDim + 2) + 10);
+  const attention = recording ? LSH_BACKWARD_BLOCK_FACTOR * block + batch : block + batch;
+  // Buckets, input views, outputs; under a tape also what it keeps (inputs, output, round weights) and the
+  // backward pass's dy, dqk, dv.
+  const kept =
+    4 * (2 * groups * items + groups * shape.length * (shape.dim + 4 * shape.valueDim)) +
+    (recording ? 4 * groups * shape.length * (3 * shape.dim + 4 * shape.valueDim + settings.nHashes) : 0);
+  return { hashing, attention, kept, total: kept + Math.max(hashing, attention) };
+}
 
 /**
  * Bytes estimate of an lshAttention call: forward, or forward with its
  * backward pass when `recording` (a gradient tape keeps every block).
+ * See {@link lshAttentionMemory} for the parts.
  */
-export function estimateLSHAttentionBytes(
-  shape: { batch: number; heads: number; length: number; dim: number; valueDim: number },
-  settings: ResolvedLSHSettings,
-  recording = false,
-): number {
-  const groups = shape.batch * shape.heads;
-  const items = settings.nHashes * shape.length;
-  const window = settings.chunkLength * (1 + settings.numChunksBefore + settings.numChunksAfter);
-  const numChunks = items / settings.chunkLength;
-  const plan = planBlocks(numChunks, settings.chunkLength, window);
-  const blockChunks = Math.min(plan.chunksPerBlock, numChunks) * Math.min(plan.groupsPerBatch, groups);
-  const blockLogits = blockChunks * settings.chunkLength * window;
-  const blockRows = blockChunks * (settings.chunkLength + window);
-  const batchItems = Math.min(plan.groupsPerBatch, groups) * items;
-  if (recording) {
-    return LSH_TAPE_BYTES_PER_LOGIT * groups * items * window + 16 * groups * shape.length * (shape.dim + shape.valueDim);
-  }
-  return (
-    4 *
-    (10 * blockLogits + // logits, masks, softmax
-      3 * blockRows * (shape.dim + shape.valueDim) + // gathered queries, keys, values
-      4 * batchItems * (shape.valueDim + 4) + // per-round outputs, sorted and un-sorted, and indices
-      3 * groups * shape.length * (shape.dim + 2 * shape.valueDim) + // inputs and output
-      3 * groups * items) // buckets and sort
-  );
+export function estimateLSHAttentionBytes(shape: AttentionShape, settings: ResolvedLSHSettings, recording = false): number {
+  return lshAttentionMemory(shape, settings, recording).total;
 }
 
 /**
@@ -283,7 +400,7 @@ export function estimateLSHAttentionBytes(
  * value gradients per head).
  */
 export function estimateFullAttentionBytes(
-  shape: { batch: number; heads: number; length: number; dim: number; valueDim: number },
+  shape: AttentionShape,
   recording = false,
   rows = Math.max(1, Math.min(shape.length, Math.floor(FULL_BLOCK_LOGITS / shape.length))),
 ): number {
@@ -633,28 +750,38 @@ function normaliseKeysBackward(x: tf.Tensor, dk: tf.Tensor): tf.Tensor {
  */
 export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttentionOptions = {}): tf.Tensor4D {
   const who = 'lshAttention';
-  const [batch, heads, length, dim, valueDim] = checkInputs(who, qk, v, options);
+  const { batch, heads, length, dim, valueDim, padding } = checkInputs(who, qk, v, options);
+  assertSeed(who, options.seed);
   const settings = resolveLSHSettings(who, length, dim, options);
   const { nHashes, nBuckets, chunkLength, numChunksBefore, numChunksAfter, hashFamily } = settings;
+  const memory = lshAttentionMemory({ batch, heads, length, dim, valueDim }, settings, recordingGradients());
+  const window = chunkLength * (1 + numChunksBefore + numChunksAfter); // L
+  const queries = batch * heads * nHashes * length;
+  const hashingDominates = memory.hashing >= memory.attention;
   guardMemory(
     who,
-    estimateLSHAttentionBytes({ batch, heads, length, dim, valueDim }, settings, recordingGradients()),
-    `B·H·R·T = ${batch * heads * nHashes * length} queries × ${chunkLength * (1 + numChunksBefore + numChunksAfter)} keys`,
-    'Use fewer heads or a smaller batch per call, fewer rounds (nHashes), or a smaller chunkLength',
+    memory.total,
+    `hashing ${formatBytes(memory.hashing)}: B·H·R·T = ${queries} vectors × ${rotationColumns(nBuckets, hashFamily)} projections; ` +
+      `attention ${formatBytes(memory.attention)}: ${queries} queries × ${window} keys` +
+      `, in blocks of ≤ ${settings.blockLogits} logits`,
+    hashingDominates
+      ? `Use fewer buckets (nBuckets), or factorise them (nBuckets [K1, K2] costs (K1 + K2)/2 projections for K1·K2 buckets), ` +
+          `fewer rounds (nHashes), or fewer heads or a smaller batch per call`
+      : `Use fewer heads or a smaller batch per call, fewer rounds (nHashes), a smaller chunkLength, ` +
+          `or a smaller blockLogits (default ${BLOCK_LOGITS})`,
     options.memoryLimitBytes,
   );
   const dropout = options.dropout ?? 0;
-  if (options.blockLogits !== undefined) assertPositiveInteger(who, 'blockLogits', options.blockLogits);
+  if (batch === 0 || length === 0) return tf.zeros([batch, heads, length, valueDim]) as tf.Tensor4D;
   const groups = batch * heads; // G = B·H
   const items = nHashes * length; // R·T
   const numChunks = items / chunkLength; // N
-  const window = chunkLength * (1 + numChunksBefore + numChunksAfter); // L
 
   // 1–2. Hash (int32 [B, H, R, T], padding → bucket K) and sort on the host (integer work, no gradient).
   const sortOnHost = (x: tf.Tensor4D): Int32Array => {
     const buckets = tf.tidy(() => {
       const rotations = options.rotations ?? randomRotations({ dim, nHashes, nBuckets, seed: options.seed, hashFamily });
-      return hashBuckets(x, rotations, { nBuckets, mask: options.mask, hashFamily });
+      return hashBuckets(x, rotations, { nBuckets, mask: options.mask, hashFamily, memoryLimitBytes: options.memoryLimitBytes });
     });
     try {
       // A counting sort (the same order as sortItems).
@@ -663,7 +790,6 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
       buckets.dispose();
     }
   };
-  const padding = options.mask ? (options.mask.dataSync() as Float32Array) : null;
   // One seed per call, so the backward pass redraws the forward pass's dropout masks.
   const dropoutSeed = dropout > 0 ? (options.dropoutSeed ?? freshSeed()) : 0;
   let pass: LSHPass | null = null;
@@ -675,7 +801,7 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
     pass = {
       host: { sorted: sortOnHost(qkIn), padding },
       dims: { heads, length, nHashes, items, numChunks, chunkLength, before: numChunksBefore, after: numChunksAfter },
-      plan: planBlocks(numChunks, chunkLength, window, options.blockLogits),
+      plan: planBlocks(numChunks, chunkLength, window, settings.blockLogits),
       groups,
       window,
       dim,
@@ -788,9 +914,9 @@ export interface FullAttentionOptions extends AttentionOptions {
  */
 export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAttentionOptions = {}): tf.Tensor4D {
   const who = 'fullAttention';
-  const [batch, heads, length, dim, valueDim] = checkInputs(who, qk, v, options);
+  const { batch, heads, length, dim, valueDim, padding } = checkInputs(who, qk, v, options);
   if (options.blockLogits !== undefined) assertPositiveInteger(who, 'blockLogits', options.blockLogits);
-  const rowsPerBlock = Math.max(1, Math.min(length, Math.floor((options.blockLogits ?? FULL_BLOCK_LOGITS) / length)));
+  const rowsPerBlock = Math.max(1, Math.min(length, Math.floor((options.blockLogits ?? FULL_BLOCK_LOGITS) / Math.max(1, length))));
   guardMemory(
     who,
     estimateFullAttentionBytes({ batch, heads, length, dim, valueDim }, recordingGradients(), rowsPerBlock),
@@ -799,8 +925,8 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAtte
     options.memoryLimitBytes,
   );
   const dropout = options.dropout ?? 0;
+  if (batch === 0 || length === 0) return tf.zeros([batch, heads, length, valueDim]) as tf.Tensor4D;
   const dropoutSeed = dropout > 0 ? (options.dropoutSeed ?? freshSeed()) : 0;
-  const padding = options.mask ? (options.mask.dataSync() as Float32Array) : null;
   const causal = options.causal === true;
   const groups = batch * heads;
   const blocksPerHead = Math.ceil(length / rowsPerBlock);

@@ -9,11 +9,28 @@
  * K buckets.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { gaussianArray, uniformStream, type Seed } from './random.js';
-import { assertPositiveInteger, assertRank, shapeString } from './validate.js';
+import { guardMemory } from './memory.js';
+import { assertSeed, gaussianArray, uniformStream, type Seed } from './random.js';
+import {
+  assertBinaryMask,
+  assertDtype,
+  assertFloat,
+  assertMemoryLimit,
+  assertOneOf,
+  assertPositiveInteger,
+  assertRank,
+  describeValue,
+  shapeString,
+} from './validate.js';
 
 /** Above this many buckets the default bucket count is factorised (as in trax). */
 export const FACTORISE_BUCKETS_ABOVE = 128;
+
+/** The most buckets K = Π Ki: bucket ids are int32, and K itself marks padding. */
+export const MAX_BUCKETS = 2 ** 30;
+
+/** The hash families, for validation. */
+export const HASH_FAMILIES: readonly HashFamilyName[] = ['rotation', 'simhash'];
 
 /** Bucket count(s): one even number K, or even factors [K1, K2, …] with K = Π Ki. */
 export type NBuckets = number | number[];
@@ -41,18 +58,25 @@ function simHashBits(who: string, nBuckets: NBuckets): number {
  * @throws when a factor is not an even integer ≥ 2.
  */
 export function bucketFactors(who: string, nBuckets: NBuckets): number[] {
-  const factors = Array.isArray(nBuckets) ? nBuckets : [nBuckets];
+  const factors: unknown[] = Array.isArray(nBuckets) ? nBuckets : [nBuckets];
   if (factors.length === 0) {
     throw new Error(`${who}: nBuckets must be an even number or a non-empty list of even numbers, got []`);
   }
   for (const k of factors) {
     if (typeof k !== 'number' || !Number.isInteger(k) || k < 2 || k % 2 !== 0) {
       throw new Error(
-        `${who}: nBuckets must be even (each factor an even integer ≥ 2), got ${JSON.stringify(nBuckets)}`,
+        `${who}: nBuckets must be even (each factor an even integer ≥ 2), got ${describeValue(nBuckets)}`,
       );
     }
   }
-  return factors;
+  const total = totalBuckets(factors as number[]);
+  if (total > MAX_BUCKETS) {
+    throw new Error(
+      `${who}: nBuckets ${describeValue(nBuckets)} makes K = ${total} buckets, more than 2^30 (bucket ids are int32); ` +
+        `use fewer buckets`,
+    );
+  }
+  return factors as number[];
 }
 
 /** Total number of buckets K = Π Ki. */
@@ -99,6 +123,8 @@ export interface RandomRotationsOptions {
   seed?: Seed;
   /** The hash family the rotations are for. Default 'rotation'. */
   hashFamily?: HashFamilyName;
+  /** Refuse draws needing more than this many bytes. Default: the backend's (see `guardMemory`). */
+  memoryLimitBytes?: number;
 }
 
 /**
@@ -110,11 +136,25 @@ export interface RandomRotationsOptions {
  */
 export function randomRotations(options: RandomRotationsOptions): tf.Tensor3D {
   const who = 'randomRotations';
+  if (options === null || typeof options !== 'object') {
+    throw new Error(`${who}: options must be an object { dim, nHashes, nBuckets }, got ${describeValue(options)}`);
+  }
   assertPositiveInteger(who, 'dim', options.dim);
   assertPositiveInteger(who, 'nHashes', options.nHashes);
   bucketFactors(who, options.nBuckets);
+  assertSeed(who, options.seed);
   const family = options.hashFamily ?? 'rotation';
+  assertOneOf(who, 'hashFamily', family, HASH_FAMILIES);
+  if (options.memoryLimitBytes !== undefined) assertMemoryLimit(who, options.memoryLimitBytes);
   const columns = family === 'simhash' ? simHashBits(who, options.nBuckets) : rotationColumns(options.nBuckets);
+  const bytes = 4 * options.dim * options.nHashes * columns;
+  guardMemory(
+    who,
+    bytes,
+    `[D, R, ${family === 'simhash' ? 'log2 K' : 'ΣK/2'}] = ${shapeString([options.dim, options.nHashes, columns])} floats`,
+    `Use fewer buckets (nBuckets), or factorise them: nBuckets [K1, K2] costs (K1 + K2)/2 columns for K1·K2 buckets`,
+    options.memoryLimitBytes,
+  );
   const values =
     family === 'simhash'
       ? simHashHyperplanes(options.dim, options.nHashes * columns, options.seed)
@@ -167,10 +207,34 @@ export interface HashBucketsOptions {
    * factor, K = 2 · rotations.shape[2].
    */
   nBuckets?: NBuckets;
-  /** [B, T], 1 keep, 0 padding: padded positions get the extra bucket K. Default: none. */
+  /** [B, T] of 0 (padding) and 1 (keep): padded positions get the extra bucket K. Default: none. */
   mask?: tf.Tensor2D;
   /** The hash family. Default 'rotation'. */
   hashFamily?: HashFamilyName;
+  /** Refuse calls estimated to need more than this many bytes. Default: the backend's (see `guardMemory`). */
+  memoryLimitBytes?: number;
+}
+
+/**
+ * Bytes the hashing of `rows` vectors allocates while it runs (freed when it
+ * returns, but for the int32 [rows, R] buckets): the projections
+ * [rows·R, Σ Ki/2] (rotation) or [rows, R·log2 K] (SimHash) dominate. tfjs
+ * counts a reshape's bytes again (`tf.memory().numBytes` is per tensor), so
+ * the projections count twice (measured: 2.0–2.05×; counted 2.25× here, a
+ * margin). Per-row temporaries (maxima, argmaxes, bucket sums, padding): ≈ 40
+ * bytes per factor and round, 24 more per round.
+ */
+export function estimateHashBytes(rows: number, dim: number, nHashes: number, nBuckets: NBuckets, hashFamily: HashFamilyName = 'rotation'): number {
+  const factors = Array.isArray(nBuckets) ? nBuckets : [nBuckets];
+  const items = rows * nHashes;
+  const input = 4 * rows * dim; // the [rows, D] view of x
+  if (hashFamily === 'simhash') {
+    const bits = Math.round(Math.log2(totalBuckets(nBuckets)));
+    // projections (float32), sign bits (bool, then int32), weighted bits (int32): 17 bytes per bit.
+    return input + 8 * dim * nHashes * bits + 19 * items * bits + 28 * items;
+  }
+  const columns = rotationColumns(nBuckets);
+  return input + 8 * dim * nHashes * columns + 9 * items * columns + items * (40 * factors.length + 24);
 }
 
 /**
@@ -179,14 +243,21 @@ export interface HashBucketsOptions {
  * @param x float32 [B, H, T, D]: the vectors (scale does not matter).
  * @param rotations float32 [D, R, Σ Ki/2].
  * @returns int32 [B, H, R, T], values in [0, K), or K at padded positions.
+ * @throws when shapes or options are invalid, the mask is not binary, or the
+ *   projections would not fit in the backend's memory.
  */
 export function hashBuckets(x: tf.Tensor4D, rotations: tf.Tensor3D, options: HashBucketsOptions = {}): tf.Tensor4D {
   const who = 'hashBuckets';
   assertRank(who, 'x', x, 4, '[B, H, T, D]');
+  assertFloat(who, 'x', x);
   assertRank(who, 'rotations', rotations, 3, '[D, R, K/2]');
+  assertFloat(who, 'rotations', rotations);
   const [batch, heads, length, dim] = x.shape;
+  assertPositiveInteger(who, 'the size D of x', dim);
   const [rotationsDim, nHashes, columns] = rotations.shape;
   const family = options.hashFamily ?? 'rotation';
+  assertOneOf(who, 'hashFamily', family, HASH_FAMILIES);
+  if (options.memoryLimitBytes !== undefined) assertMemoryLimit(who, options.memoryLimitBytes);
   const defaultBuckets = family === 'simhash' ? 2 ** columns : 2 * columns;
   const factors = bucketFactors(who, options.nBuckets ?? defaultBuckets);
   const expectedColumns = family === 'simhash' ? simHashBits(who, factors) : rotationColumns(factors);
@@ -198,8 +269,16 @@ export function hashBuckets(x: tf.Tensor4D, rotations: tf.Tensor3D, options: Has
     );
   }
   if (options.mask !== undefined) checkMask(who, options.mask, batch, length);
+  const rows = batch * heads * length;
+  guardMemory(
+    who,
+    estimateHashBytes(rows, dim, nHashes, factors, family),
+    `B·H·T·R = ${rows * nHashes} vectors × ${columns} projections`,
+    'Use fewer buckets (nBuckets) or factorise them (nBuckets [K1, K2] costs (K1 + K2)/2 columns for K1·K2 buckets), or hash fewer vectors per call',
+    options.memoryLimitBytes,
+  );
+  if (rows === 0) return tf.zeros([batch, heads, nHashes, length], 'int32') as tf.Tensor4D;
   return tf.tidy(() => {
-    const rows = batch * heads * length;
     const x2d = tf.reshape(x, [rows, dim]);
     let buckets: tf.Tensor | null = null;
     let radix = 1;
@@ -238,12 +317,29 @@ export function hashBuckets(x: tf.Tensor4D, rotations: tf.Tensor3D, options: Has
   });
 }
 
-/** Checks a padding mask against batch and length. */
-export function checkMask(who: string, mask: tf.Tensor, batch: number, length: number): void {
-  assertRank(who, 'mask', mask, 2, '[B, T]');
+/** The dtypes a padding mask may have. */
+const MASK_DTYPES = ['float32', 'int32', 'bool'] as const;
+
+/**
+ * Checks a padding mask: a live tensor [B, T] matching the inputs, float32,
+ * int32 or bool, holding only 0 (padding) and 1 (keep). Reads it back once
+ * (B·T values) and returns its values.
+ */
+export function checkMask(
+  who: string,
+  mask: unknown,
+  batch: number,
+  length: number,
+  what = 'mask',
+): Float32Array | Int32Array | Uint8Array {
+  assertRank(who, what, mask, 2, '[B, T]');
   if (mask.shape[0] !== batch || mask.shape[1] !== length) {
     throw new Error(
-      `${who}: mask must have shape [B, T] = [${batch}, ${length}] to match the inputs, got ${shapeString(mask.shape)}`,
+      `${who}: ${what} must have shape [B, T] = [${batch}, ${length}] to match the inputs, got ${shapeString(mask.shape)}`,
     );
   }
+  assertDtype(who, what, mask, MASK_DTYPES, "cast it with tf.cast(mask, 'float32')");
+  const values = mask.dataSync() as Float32Array | Int32Array | Uint8Array;
+  assertBinaryMask(who, what, values, mask.shape);
+  return values;
 }

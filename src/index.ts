@@ -13,16 +13,21 @@ export {
   estimateLSHAttentionBytes,
   fullAttention,
   lshAttention,
+  lshAttentionMemory,
   resolveLSHSettings,
   validLength,
   type AttentionOptions,
   type FullAttentionOptions,
+  type AttentionShape,
+  type LSHAttentionMemory,
   type LSHAttentionOptions,
   type ResolvedLSHSettings,
 } from './attention.js';
 export {
   FACTORISE_BUCKETS_ABOVE,
+  MAX_BUCKETS,
   bucketFactors,
+  estimateHashBytes,
   defaultNBuckets,
   hashBuckets,
   randomRotations,
@@ -37,7 +42,7 @@ export {
 } from './hashing.js';
 export { availableBytes, formatBytes, guardMemory, recordingGradients, WASM_HEAP_LIMIT_BYTES, DEFAULT_LIMIT_BYTES } from './memory.js';
 export { MAX_SEED, gaussianArray, nextSeed, purposeSeed, uniformStream, type Seed, type Uniform } from './random.js';
-export { sortItems, sortItemsOnHost, type ItemSort } from './sorting.js';
+export { MAX_SORT_KEYS, sortItems, sortItemsOnHost, type ItemSort } from './sorting.js';
 export { detach, gatherRows, gatherRowsSummed, permuteRows, stopGradient } from './ops.js';
 export { SEGMENT_SUM_KERNEL_NAME, registerSegmentSumKernels, segmentSum, type RegisterSegmentSumOptions } from './kernels/segment_sum.js';
 export { BATCH_MATMUL_KERNEL_NAME, batchMatMul, registerBatchMatMulKernel } from './kernels/batch_matmul.js';

@@ -5,6 +5,7 @@
  * failure.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { assertMemoryLimit } from './validate.js';
 
 const GiB = 2 ** 30;
 
@@ -16,6 +17,7 @@ export const DEFAULT_LIMIT_BYTES = 16 * GiB;
 
 /** Bytes free for a new computation on the current backend. */
 export function availableBytes(memoryLimitBytes?: number): { limit: number; inUse: number; free: number } {
+  if (memoryLimitBytes !== undefined) assertMemoryLimit('availableBytes', memoryLimitBytes);
   const limit = memoryLimitBytes ?? (tf.getBackend() === 'wasm' ? WASM_HEAP_LIMIT_BYTES : DEFAULT_LIMIT_BYTES);
   const inUse = tf.memory().numBytes;
   return { limit, inUse, free: limit - inUse };
@@ -42,12 +44,21 @@ export function guardMemory(
   fix: string,
   memoryLimitBytes?: number,
 ): void {
+  if (memoryLimitBytes !== undefined) assertMemoryLimit(who, memoryLimitBytes);
   const { limit, inUse, free } = availableBytes(memoryLimitBytes);
   if (neededBytes > free) {
+    const backend = tf.getBackend();
+    // Raising the limit is sound only where the backend can really hold it: on wasm, not past its heap.
+    const where = 'an option of the attention functions, an argument of the attention layers';
+    const raise =
+      backend === 'wasm'
+        ? `; or raise memoryLimitBytes (${where}), but not beyond the default ${formatBytes(WASM_HEAP_LIMIT_BYTES)} on wasm: ` +
+          `past ≈3.6 GiB its heap corrupts data silently`
+        : `; or raise memoryLimitBytes (${where}) if you know the backend can hold it`;
     throw new Error(
-      `${who}: this call needs about ${formatBytes(neededBytes)} (${what}), but the ${tf.getBackend()} backend ` +
+      `${who}: this call needs about ${formatBytes(neededBytes)} (${what}), but the ${backend} backend ` +
         `has ${formatBytes(Math.max(0, free))} free (limit ${formatBytes(limit)}, ${formatBytes(inUse)} in use). ` +
-        `${fix}; or raise the limit with the memoryLimitBytes option if you know the backend can hold it.`,
+        `${fix}${raise}.`,
     );
   }
 }

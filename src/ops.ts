@@ -4,17 +4,50 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { segmentSum } from './kernels/segment_sum.js';
+import { assertRank, multiIndex, shapeString } from './validate.js';
+
+/**
+ * Checks x [N, X] and int32 indices [M] with values in [0, N), reading the
+ * indices' minimum and maximum back: wasm's gatherND does not check them and
+ * returns whatever memory holds for an index out of range.
+ */
+function checkRowIndices(who: string, x: unknown, indices: unknown, what = 'indices'): void {
+  assertRank(who, 'x', x, 2, '[N, X]');
+  assertRank(who, what, indices, 1, '[M]');
+  if (indices.dtype !== 'int32') {
+    throw new Error(`${who}: ${what} must be int32, got ${indices.dtype}; cast it with tf.cast(${what}, 'int32')`);
+  }
+  const rows = x.shape[0];
+  if (indices.size === 0) return;
+  const range = tf.tidy(() => tf.stack([tf.min(indices), tf.max(indices)]));
+  const [lowest, highest] = range.dataSync();
+  range.dispose();
+  if (lowest < 0 || highest >= rows) {
+    const values = indices.dataSync();
+    const at = values.findIndex((i) => i < 0 || i >= rows);
+    throw new Error(
+      `${who}: ${what} must be row numbers in [0, N) = [0, ${rows}) for x ${shapeString(x.shape)}, ` +
+        `got ${values[at]} at [${multiIndex(at, indices.shape).join(', ')}]`,
+    );
+  }
+}
+
+/** gatherRows without the checks: for indices the library built itself. */
+function rowsAt(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tensor2D {
+  return tf.gatherND(x, tf.reshape(indices, [indices.shape[0], 1])) as tf.Tensor2D;
+}
 
 /**
  * Gathers rows of a 2-D tensor: out[i] = x[indices[i]]. gatherND is used
  * rather than gather: it is correct on every backend and much faster on wasm.
  *
  * @param x [N, X]
- * @param indices int32 [M]
+ * @param indices int32 [M], values in [0, N) (checked)
  * @returns [M, X]
  */
 export function gatherRows(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tensor2D {
-  return tf.gatherND(x, tf.reshape(indices, [indices.shape[0], 1])) as tf.Tensor2D;
+  checkRowIndices('gatherRows', x, indices);
+  return rowsAt(x, indices);
 }
 
 /**
@@ -36,6 +69,19 @@ export function detach<T extends tf.Tensor>(x: T): T {
   // has no tensor inputs, so its output has no path back to x.
   const f = tf.customGrad(() => ({ value: tf.clone(x), gradFunc: () => [] }));
   return f() as T;
+}
+
+/**
+ * Runs `f` (in a tidy) with the gradient tape paused, and returns its
+ * result, which is cut off from the tape as {@link detach}'s is. For integer
+ * work (hashing, sorting): under a tape, every op's inputs and outputs would
+ * otherwise be kept until the backward pass, which never needs them (hashing
+ * with many buckets kept ≈6 copies of its projections).
+ */
+export function untaped<T extends tf.Tensor>(f: () => T): T {
+  // A customGrad's forward pass is not taped; with no tensor inputs, nothing flows back.
+  const run = tf.customGrad(() => ({ value: tf.tidy(f), gradFunc: () => [] }));
+  return run() as T;
 }
 
 /**
@@ -63,13 +109,38 @@ export function withGradient(
  * @param permutation int32 [N]: out[i] = x[permutation[i]].
  * @param inverse int32 [N]: inverse[permutation[i]] = i.
  * @returns [N, X]
+ * @throws when the shapes or dtypes are wrong, or `inverse` is not the inverse of `permutation`.
  */
 export function permuteRows(x: tf.Tensor2D, permutation: tf.Tensor1D, inverse: tf.Tensor1D): tf.Tensor2D {
+  const who = 'permuteRows';
+  checkRowIndices(who, x, permutation, 'permutation');
+  checkRowIndices(who, x, inverse, 'inverse');
+  const rows = x.shape[0];
+  if (permutation.size !== rows || inverse.size !== rows) {
+    throw new Error(
+      `${who}: permutation and inverse must have N = ${rows} entries (the rows of x), got ${permutation.size} and ${inverse.size}`,
+    );
+  }
+  const forward = permutation.dataSync();
+  const backward = inverse.dataSync();
+  for (let i = 0; i < rows; i++) {
+    if (backward[forward[i]] !== i) {
+      throw new Error(
+        `${who}: inverse must be the inverse of permutation (inverse[permutation[i]] = i), but inverse[permutation[${i}]] = ` +
+          `inverse[${forward[i]}] = ${backward[forward[i]]}; make it with tf.topk(tf.neg(tf.cast(permutation, 'float32')), N).indices`,
+      );
+    }
+  }
+  return permuteRowsUnchecked(x, permutation, inverse);
+}
+
+/** permuteRows without the checks: for permutations the library built itself. */
+export function permuteRowsUnchecked(x: tf.Tensor2D, permutation: tf.Tensor1D, inverse: tf.Tensor1D): tf.Tensor2D {
   return withGradient(x, (input, save) => {
     save([permutation, inverse]);
     return {
-      value: gatherRows(input as tf.Tensor2D, permutation),
-      gradFunc: (dy, saved) => gatherRows(dy as tf.Tensor2D, saved[1] as tf.Tensor1D),
+      value: rowsAt(input as tf.Tensor2D, permutation),
+      gradFunc: (dy, saved) => rowsAt(dy as tf.Tensor2D, saved[1] as tf.Tensor1D),
     };
   }) as tf.Tensor2D;
 }
@@ -81,15 +152,21 @@ export function permuteRows(x: tf.Tensor2D, permutation: tf.Tensor1D, inverse: t
  * elsewhere).
  *
  * @param x [N, X]
- * @param indices int32 [M], values in [0, N)
+ * @param indices int32 [M], values in [0, N) (checked)
  * @returns [M, X]
  */
 export function gatherRowsSummed(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tensor2D {
+  checkRowIndices('gatherRowsSummed', x, indices);
+  return gatherRowsSummedUnchecked(x, indices);
+}
+
+/** gatherRowsSummed without the checks: for indices the library built itself. */
+export function gatherRowsSummedUnchecked(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tensor2D {
   return withGradient(x, (input, save) => {
     save([indices]);
     const rows = input.shape[0];
     return {
-      value: gatherRows(input as tf.Tensor2D, indices),
+      value: rowsAt(input as tf.Tensor2D, indices),
       gradFunc: (dy, saved) => segmentSum(dy, saved[0] as tf.Tensor1D, rows),
     };
   }) as tf.Tensor2D;

@@ -17,6 +17,7 @@
  * the copies stay in cache.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { assertBoolean } from '../validate.js';
 import { BATCH_MATMUL_WASM_BASE64 } from './batch_matmul_wasm.js';
 import { LazyKernel, ensureKernelMemory, roundUp, type KernelExports, type WasmBackendLike } from './wasm_module.js';
 
@@ -135,10 +136,13 @@ function describeOperand(name: string, x: tf.Tensor, transposed: boolean): strin
 }
 
 function validate(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean): void {
+  assertBoolean('batchMatMul', 'transposeA', transposeA);
+  assertBoolean('batchMatMul', 'transposeB', transposeB);
   for (const [name, x] of [['a', a], ['b', b]] as const) {
     if (!(x instanceof tf.Tensor)) {
       throw new Error(`batchMatMul: ${name} expected a tf.Tensor, got ${typeof x}`);
     }
+    if (x.isDisposed) throw new Error(`batchMatMul: ${name} has been disposed; keep it alive until the call returns`);
     if (x.rank !== 3) {
       throw new Error(
         `batchMatMul: ${name} expected rank 3 ([batch, rows, columns]), got rank ${x.rank} (shape [${x.shape.join(', ')}]); ` +

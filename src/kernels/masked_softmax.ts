@@ -147,6 +147,7 @@ function validate(logits: tf.Tensor, fill: tf.Tensor): void {
     if (!(x instanceof tf.Tensor)) {
       throw new Error(`maskedSoftmax: ${name} expected a tf.Tensor, got ${typeof x}`);
     }
+    if (x.isDisposed) throw new Error(`maskedSoftmax: ${name} has been disposed; keep it alive until the call returns`);
     if (x.rank !== 3) {
       throw new Error(
         `maskedSoftmax: ${name} expected rank 3 ([n, C, L]), got rank ${x.rank} (shape [${x.shape.join(', ')}]); ` +

@@ -14,6 +14,7 @@
  * the whole process.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { assertDtype, assertNonNegativeInteger, assertTensor, shapeString } from '../validate.js';
 import type { WasmBackendLike } from './wasm_module.js';
 
 /** Name of the library's own segment-sum kernel (cpu and wasm). */
@@ -82,6 +83,18 @@ function registerOwnSegmentSum(): void {
  * @returns [numSegments, ...]
  */
 export function segmentSum(x: tf.Tensor, segmentIds: tf.Tensor1D, numSegments: number): tf.Tensor {
+  const who = 'segmentSum';
+  assertTensor(who, 'x', x, '[N, ...]');
+  assertTensor(who, 'segmentIds', segmentIds, '[N]');
+  assertDtype(who, 'x', x, ['float32', 'int32'], "cast it with tf.cast(x, 'float32')");
+  assertDtype(who, 'segmentIds', segmentIds, ['int32'], "cast it with tf.cast(segmentIds, 'int32')");
+  // One id per row (or per leading element) of x: a shorter list would drop rows silently.
+  if (segmentIds.rank < 1 || segmentIds.shape.some((d, i) => d !== x.shape[i])) {
+    throw new Error(
+      `${who}: segmentIds must have the leading shape of x (one id per row), got ${shapeString(segmentIds.shape)} for x ${shapeString(x.shape)}`,
+    );
+  }
+  assertNonNegativeInteger(who, 'numSegments', numSegments);
   if (!(SEGMENT_SUM_BACKENDS as readonly string[]).includes(tf.getBackend())) {
     return tf.unsortedSegmentSum(x, segmentIds, numSegments);
   }
