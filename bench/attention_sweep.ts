@@ -40,6 +40,8 @@ export interface SweepOptions {
   profile: boolean;
   /** Run full attention too. */
   full: boolean;
+  /** The attention functions' memoryLimitBytes. Default: the backend's. */
+  memoryLimitBytes?: number;
 }
 
 /** One measured (or skipped) point. */
@@ -145,9 +147,10 @@ export async function runSweep(options: SweepOptions, progress: Progress = () =>
         chunkLength: options.chunkLength,
         numChunksBefore: options.numChunksBefore,
         seed: 1,
+        memoryLimitBytes: options.memoryLimitBytes,
       };
       const forward = (a: tf.Tensor4D, b: tf.Tensor4D): tf.Tensor4D =>
-        variant === 'lsh' ? lshAttention(a, b, lshOptions) : fullAttention(a, b);
+        variant === 'lsh' ? lshAttention(a, b, lshOptions) : fullAttention(a, b, { memoryLimitBytes: options.memoryLimitBytes });
       const call = (): tf.Tensor | tf.Tensor[] =>
         options.backward
           ? tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(forward(a as tf.Tensor4D, b as tf.Tensor4D)))([qk, v])
