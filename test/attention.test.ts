@@ -371,7 +371,7 @@ describeBackends('memory guard', () => {
     const qk = tf.zeros([1, 4, 65536, 1]) as tf.Tensor4D;
     const before = tf.memory().numTensors;
     expect(() => fullAttention(qk, qk, { memoryLimitBytes: 8 * 2 ** 20 })).toThrow(
-      /fullAttention: this call needs about [\d.]+ MiB \(B·H·T = 262144 queries × 65536 keys, 64 query rows at a time\), but the \w+ backend has [\d.]+ MiB free.*Use lshAttention/,
+      /fullAttention: this call needs about [\d.]+ MiB \(B·H·T = 262144 queries × 65536 keys, 256 query rows at a time\), but the \w+ backend has [\d.]+ MiB free.*Use lshAttention/,
     );
     expect(tf.memory().numTensors).toBe(before);
     qk.dispose();
