@@ -25,7 +25,7 @@ import { batchMatMul } from './kernels/batch_matmul.js';
 import { maskedSoftmax } from './kernels/masked_softmax.js';
 import { formatBytes, guardMemory, recordingGradients } from './memory.js';
 import { MAX_SORT_KEYS, sortItemsOnHost } from './sorting.js';
-import { gatherRows } from './ops.js';
+import { gatherRowsUnchecked } from './ops.js';
 import { assertSeed, freshSeed, type Seed } from './random.js';
 import {
   assertBoolean,
@@ -558,9 +558,9 @@ function dropoutScales(pass: LSHPass, blockIndex: number, shape: [number, number
 function gatherBlock(pass: LSHPass, block: Block, count: number, qkRows: tf.Tensor2D, vRows: tf.Tensor2D) {
   const { chunkLength } = pass.dims;
   const keyRows = tf.tensor1d(block.keyRows, 'int32');
-  const queries = tf.reshape(gatherRows(qkRows, tf.tensor1d(block.queryRows, 'int32')), [count, chunkLength, pass.dim]) as tf.Tensor3D;
-  const rawKeys = tf.reshape(gatherRows(qkRows, keyRows), [count, pass.window, pass.dim]) as tf.Tensor3D;
-  const values = tf.reshape(gatherRows(vRows, keyRows), [count, pass.window, pass.valueDim]) as tf.Tensor3D;
+  const queries = tf.reshape(gatherRowsUnchecked(qkRows, tf.tensor1d(block.queryRows, 'int32')), [count, chunkLength, pass.dim]) as tf.Tensor3D;
+  const rawKeys = tf.reshape(gatherRowsUnchecked(qkRows, keyRows), [count, pass.window, pass.dim]) as tf.Tensor3D;
+  const values = tf.reshape(gatherRowsUnchecked(vRows, keyRows), [count, pass.window, pass.valueDim]) as tf.Tensor3D;
   return { queries, rawKeys, keys: normaliseKeys(rawKeys) as tf.Tensor3D, values };
 }
 
@@ -615,7 +615,7 @@ function lshForward(pass: LSHPass, qkRows: tf.Tensor2D, vRows: tf.Tensor2D): { o
     }
     const combined = tf.tidy(() => {
       const toItemsT = tf.tensor1d(toItems, 'int32');
-      const unsort = (blocks: tf.Tensor[]) => gatherRows((blocks.length === 1 ? blocks[0] : concatMany(blocks)) as tf.Tensor2D, toItemsT);
+      const unsort = (blocks: tf.Tensor[]) => gatherRowsUnchecked((blocks.length === 1 ? blocks[0] : concatMany(blocks)) as tf.Tensor2D, toItemsT);
       return combineRounds(unsort(blockOutputs), unsort(blockStats), batchGroups * length, nHashes, valueDim);
     });
     outputs.push(combined.output);
@@ -672,13 +672,13 @@ function lshBackward(
         const scales = pass.dropout > 0 ? dropoutScales(pass, index, [count, chunkLength, window]) : null;
         const attended = scales ? (tf.mul(weights, scales) as tf.Tensor3D) : weights; // A
         const queryRows = tf.tensor1d(block.queryRows, 'int32');
-        const dOut = tf.reshape(gatherRows(dy, queryRows), [count, chunkLength, valueDim]) as tf.Tensor3D;
+        const dOut = tf.reshape(gatherRowsUnchecked(dy, queryRows), [count, chunkLength, valueDim]) as tf.Tensor3D;
         let dRound = dOut; // do_r
         let dLse: tf.Tensor | null = null;
         if (nHashes > 1) {
-          const w = tf.reshape(gatherRows(roundWeights, tf.tensor1d(block.queryItems, 'int32')), [count, chunkLength, 1]);
+          const w = tf.reshape(gatherRowsUnchecked(roundWeights, tf.tensor1d(block.queryItems, 'int32')), [count, chunkLength, 1]);
           const roundOut = batchMatMul(attended, values); // o_r
-          const finalOut = tf.reshape(gatherRows(output, queryRows), [count, chunkLength, valueDim]);
+          const finalOut = tf.reshape(gatherRowsUnchecked(output, queryRows), [count, chunkLength, valueDim]);
           dRound = tf.mul(dOut, w) as tf.Tensor3D;
           dLse = tf.mul(w, tf.sum(tf.mul(dOut, tf.sub(roundOut, finalOut)), 2, true)); // [n, C, 1]
         }
@@ -950,8 +950,8 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAtte
   /** One head's queries [T, D], normalised keys transposed [D, T] and values [T, Dv]. */
   const headInputs = (qkRows: tf.Tensor2D, vRows: tf.Tensor2D, g: number) => {
     const index = tf.tensor1d([g], 'int32');
-    const query = tf.reshape(gatherRows(qkRows, index), [length, dim]) as tf.Tensor2D;
-    const value = tf.reshape(gatherRows(vRows, index), [length, valueDim]) as tf.Tensor2D;
+    const query = tf.reshape(gatherRowsUnchecked(qkRows, index), [length, dim]) as tf.Tensor2D;
+    const value = tf.reshape(gatherRowsUnchecked(vRows, index), [length, valueDim]) as tf.Tensor2D;
     return { query, keysT: tf.transpose(normaliseKeys(query)) as tf.Tensor2D, value };
   };
   /** A block's weights W [rows, T] and, with dropout, the scales A = W ⊙ scales. */
@@ -991,7 +991,7 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAtte
           tf.tidy(() => {
             const inputs = headInputs(savedQk, savedV, g);
             return { ...inputs, keys: tf.transpose(inputs.keysT) as tf.Tensor2D, valueT: tf.transpose(inputs.value) as tf.Tensor2D,
-              dOut: tf.reshape(gatherRows(dyRows, tf.tensor1d([g], 'int32')), [length, valueDim]) as tf.Tensor2D };
+              dOut: tf.reshape(gatherRowsUnchecked(dyRows, tf.tensor1d([g], 'int32')), [length, valueDim]) as tf.Tensor2D };
           }),
         );
         visit((g, firstRow, rows, fill) => {

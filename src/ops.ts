@@ -32,8 +32,8 @@ function checkRowIndices(who: string, x: unknown, indices: unknown, what = 'indi
   }
 }
 
-/** gatherRows without the checks: for indices the library built itself. */
-function rowsAt(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tensor2D {
+/** {@link gatherRows} without the checks (no read-back): for indices the library built itself. */
+export function gatherRowsUnchecked(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tensor2D {
   return tf.gatherND(x, tf.reshape(indices, [indices.shape[0], 1])) as tf.Tensor2D;
 }
 
@@ -47,7 +47,7 @@ function rowsAt(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tensor2D {
  */
 export function gatherRows(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tensor2D {
   checkRowIndices('gatherRows', x, indices);
-  return rowsAt(x, indices);
+  return gatherRowsUnchecked(x, indices);
 }
 
 /**
@@ -139,8 +139,8 @@ export function permuteRowsUnchecked(x: tf.Tensor2D, permutation: tf.Tensor1D, i
   return withGradient(x, (input, save) => {
     save([permutation, inverse]);
     return {
-      value: rowsAt(input as tf.Tensor2D, permutation),
-      gradFunc: (dy, saved) => rowsAt(dy as tf.Tensor2D, saved[1] as tf.Tensor1D),
+      value: gatherRowsUnchecked(input as tf.Tensor2D, permutation),
+      gradFunc: (dy, saved) => gatherRowsUnchecked(dy as tf.Tensor2D, saved[1] as tf.Tensor1D),
     };
   }) as tf.Tensor2D;
 }
@@ -166,7 +166,7 @@ export function gatherRowsSummedUnchecked(x: tf.Tensor2D, indices: tf.Tensor1D):
     save([indices]);
     const rows = input.shape[0];
     return {
-      value: rowsAt(input as tf.Tensor2D, indices),
+      value: gatherRowsUnchecked(input as tf.Tensor2D, indices),
       gradFunc: (dy, saved) => segmentSum(dy, saved[0] as tf.Tensor1D, rows),
     };
   }) as tf.Tensor2D;
