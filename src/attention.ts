@@ -528,12 +528,6 @@ function* visitBlocks(groups: [number, number], numChunks: number, plan: BlockPl
   }
 }
 
-/** Blocks of one batch of groups [g0, g1) (see {@link visitBlocks}). */
-function blocksPerBatch(groupCount: number, numChunks: number, plan: BlockPlan): number {
-  const perGroupBlocks = Math.ceil(numChunks / plan.chunksPerBlock);
-  return plan.chunksPerBlock === numChunks ? 1 : groupCount * perGroupBlocks;
-}
-
 /** Everything both passes of one lshAttention call share. */
 interface LSHPass {
   host: HostSort;
@@ -576,12 +570,14 @@ function lshForward(pass: LSHPass, qkRows: tf.Tensor2D, vRows: tf.Tensor2D): { o
   const { length, nHashes, items, numChunks, chunkLength } = dims;
   const outputs: tf.Tensor[] = [];
   const weights: tf.Tensor[] = [];
-  let firstIndex = 0;
+  let firstIndex = 0; // block numbers run on across batches of groups (they seed dropout)
+  let nextIndex = 0;
   for (let g0 = 0; g0 < groups; g0 += plan.groupsPerBatch) {
     const g1 = Math.min(groups, g0 + plan.groupsPerBatch);
     const blockOutputs: tf.Tensor[] = []; // [n·C, Dv] per block, sorted order
     const blockStats: tf.Tensor[] = []; // [n·C, 2]: row maximum, log-sum
     for (const { index, chunks } of visitBlocks([g0, g1], numChunks, plan, firstIndex)) {
+      nextIndex = index + 1;
       const block = buildBlock(host, dims, chunks, pass.causal);
       // Each block in its own scope: its intermediates are freed as soon as it is done.
       const [blockOut, blockStat] = tf.tidy(() => {
@@ -601,7 +597,7 @@ function lshForward(pass: LSHPass, qkRows: tf.Tensor2D, vRows: tf.Tensor2D): { o
       blockOutputs.push(blockOut);
       blockStats.push(blockStat);
     }
-    firstIndex += blocksPerBatch(g1 - g0, numChunks, plan);
+    firstIndex = nextIndex;
     // Sorted order of groups g0..g1 → position-major item order (g, i, r), so rounds are
     // combined along the last axis.
     const batchGroups = g1 - g0;
@@ -659,10 +655,12 @@ function lshBackward(
       for (let d = 0; d < width; d++) sum[to + d] += values[from + d];
     }
   };
-  let firstIndex = 0;
+  let firstIndex = 0; // block numbers run on across batches of groups (they seed dropout)
+  let nextIndex = 0;
   for (let g0 = 0; g0 < groups; g0 += plan.groupsPerBatch) {
     const g1 = Math.min(groups, g0 + plan.groupsPerBatch);
     for (const { index, chunks } of visitBlocks([g0, g1], numChunks, plan, firstIndex)) {
+      nextIndex = index + 1;
       const block = buildBlock(pass.host, dims, chunks, pass.causal);
       const count = chunks.length;
       const [dQueries, dKeys, dValues] = tf.tidy(() => {
@@ -697,7 +695,7 @@ function lshBackward(
       addRows(dvSum, block.keyRows, readValues(dValues), valueDim);
       tf.dispose([dQueries, dKeys, dValues]);
     }
-    firstIndex += blocksPerBatch(g1 - g0, numChunks, plan);
+    firstIndex = nextIndex;
   }
   return {
     dqk: tf.tensor2d(dqkSum, [groups * length, dim]),
