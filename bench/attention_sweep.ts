@@ -25,7 +25,7 @@ export interface SweepOptions {
   lengths: number[];
   batch: number;
   heads: number;
-  depth: number;
+  dim: number;
   /** Hash rounds to run LSH with: one series each. */
   nHashes: number[];
   chunkLength: number;
@@ -73,14 +73,14 @@ export interface SweepPoint {
 }
 
 /** Useful FLOPs of LSH attention: each of R·T queries against L keys, for QK (D) and AV (Dv). */
-export function lshUsefulFlops(o: { batch: number; heads: number; length: number; depth: number; nHashes: number; chunkLength: number; numChunksBefore: number }): number {
+export function lshUsefulFlops(o: { batch: number; heads: number; length: number; dim: number; nHashes: number; chunkLength: number; numChunksBefore: number }): number {
   const window = o.chunkLength * (1 + o.numChunksBefore);
-  return 2 * o.batch * o.heads * o.nHashes * o.length * window * (o.depth + o.depth);
+  return 2 * o.batch * o.heads * o.nHashes * o.length * window * (o.dim + o.dim);
 }
 
 /** Useful FLOPs of full attention: T queries against T keys, QK and AV. */
-export function fullUsefulFlops(o: { batch: number; heads: number; length: number; depth: number }): number {
-  return 2 * o.batch * o.heads * o.length * o.length * (o.depth + o.depth);
+export function fullUsefulFlops(o: { batch: number; heads: number; length: number; dim: number }): number {
+  return 2 * o.batch * o.heads * o.length * o.length * (o.dim + o.dim);
 }
 
 /** Best GFLOP/s of a 2-D matMul of size n³ on the current backend (best of `runs`). */
@@ -121,15 +121,15 @@ export type Progress = (message: string) => void;
  */
 export async function runSweep(options: SweepOptions, progress: Progress = () => {}): Promise<SweepPoint[]> {
   const points: SweepPoint[] = [];
-  const { batch, heads, depth } = options;
+  const { batch, heads, dim } = options;
   // Predicted time from the previous length of the same series (scaled by the variant's complexity).
   const previous = new Map<string, { length: number; ms: number }>();
   const started = performance.now();
   const say = (message: string) => progress(`${message} (elapsed ${((performance.now() - started) / 1000).toFixed(1)} s)`);
 
   for (const length of options.lengths) {
-    const qk = tf.randomNormal([batch, heads, length, depth], 0, 1, 'float32', 1) as tf.Tensor4D;
-    const v = tf.randomNormal([batch, heads, length, depth], 0, 1, 'float32', 2) as tf.Tensor4D;
+    const qk = tf.randomNormal([batch, heads, length, dim], 0, 1, 'float32', 1) as tf.Tensor4D;
+    const v = tf.randomNormal([batch, heads, length, dim], 0, 1, 'float32', 2) as tf.Tensor4D;
     const variants: Array<{ variant: 'lsh' | 'full'; nHashes: number | null }> = [
       ...options.nHashes.map((r) => ({ variant: 'lsh' as const, nHashes: r })),
       ...(options.full ? [{ variant: 'full' as const, nHashes: null }] : []),
@@ -139,8 +139,8 @@ export async function runSweep(options: SweepOptions, progress: Progress = () =>
       const label = variant === 'lsh' ? `lsh R=${nHashes}` : 'full';
       const flopsForward =
         variant === 'lsh'
-          ? lshUsefulFlops({ batch, heads, length, depth, nHashes: nHashes as number, chunkLength: options.chunkLength, numChunksBefore: options.numChunksBefore })
-          : fullUsefulFlops({ batch, heads, length, depth });
+          ? lshUsefulFlops({ batch, heads, length, dim, nHashes: nHashes as number, chunkLength: options.chunkLength, numChunksBefore: options.numChunksBefore })
+          : fullUsefulFlops({ batch, heads, length, dim });
       const point: SweepPoint = { variant, nHashes, length, status: 'ok', usefulFlops: flopsForward * (options.backward ? 3 : 1) };
       const lshOptions: LSHAttentionOptions = {
         nHashes: nHashes ?? 1,
@@ -184,7 +184,7 @@ export async function runSweep(options: SweepOptions, progress: Progress = () =>
         if (variant === 'lsh') {
           // The hashing and sorting stages alone (the rest is gathers, chunk attention and combining rounds).
           const nBuckets = defaultNBuckets(length, options.chunkLength);
-          const rotations = randomRotations({ dim: depth, nHashes: nHashes as number, nBuckets, seed: 1 });
+          const rotations = randomRotations({ dim, nHashes: nHashes as number, nBuckets, seed: 1 });
           const stage = (): tf.Tensor[] => {
             // As lshAttention does it: hash on the backend, counting sort on the host.
             const buckets = hashBuckets(qk, rotations, { nBuckets });

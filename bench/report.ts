@@ -46,7 +46,7 @@ export function markdown(report: SweepReport): string {
   const lines: string[] = [];
   lines.push(`Backend: ${report.backend}; Node ${report.versions.node}; ${report.machine.cores} cores (${report.machine.cpu}), ${report.machine.memoryGiB} GiB; ${report.date}`);
   lines.push(
-    `Settings: B=${s.batch}, H=${s.heads}, D=${s.depth}, chunkLength=${s.chunkLength}, numChunksBefore=${s.numChunksBefore}, ` +
+    `Settings: B=${s.batch}, H=${s.heads}, D=${s.dim}, chunkLength=${s.chunkLength}, numChunksBefore=${s.numChunksBefore}, ` +
       `${s.backward ? 'forward + backward' : 'forward'}, median of ${s.runs} after a warm-up. ` +
       `2-D matMul peak in this run: ${report.matMulPeakGflops.toFixed(1)} GFLOP/s.`,
   );
@@ -108,7 +108,7 @@ export async function chartSvg(report: SweepReport): Promise<string> {
     ]);
   const spec: vl.TopLevelSpec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: `LSH vs full attention, ${report.backend.split(' ')[0]}, B=${report.settings.batch} H=${report.settings.heads} D=${report.settings.depth} C=${report.settings.chunkLength}${report.settings.backward ? ', forward+backward' : ''}`,
+    title: `LSH vs full attention, ${report.backend.split(' ')[0]}, B=${report.settings.batch} H=${report.settings.heads} D=${report.settings.dim} C=${report.settings.chunkLength}${report.settings.backward ? ', forward+backward' : ''}`,
     data: { values },
     facet: { column: { field: 'measure', type: 'nominal', title: null } },
     resolve: { scale: { y: 'independent' } },

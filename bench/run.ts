@@ -3,7 +3,7 @@
 //      Both end with one sentence: LSH against full attention at the longest length both ran.
 //
 // Flags (defaults in brackets):
-//   --min 512 --max 65536   lengths, doubling        --batch 1 --heads 8 --depth 64
+//   --min 512 --max 65536   lengths, doubling        --batch 1 --heads 8 --dim 64
 //   --hashes 4              rounds, comma list        --chunk 64 --before 1
 //   --backward              time forward + backward   --runs 3 --budget 300 (s per point)
 //   --backend wasm|cpu|tensorflow                     --out bench/out --name sweep
@@ -22,7 +22,7 @@ const { values: flags } = parseArgs({
     max: { type: 'string' },
     batch: { type: 'string', default: '1' },
     heads: { type: 'string' },
-    depth: { type: 'string' },
+    dim: { type: 'string' },
     hashes: { type: 'string', default: '4' },
     chunk: { type: 'string' },
     before: { type: 'string', default: '1' },
@@ -46,10 +46,10 @@ function positiveInteger(name: string, value: string): number {
 }
 
 const preset = flags.tiny
-  ? { min: 64, max: 128, heads: 2, depth: 16, chunk: 16, runs: 1, name: 'tiny' }
+  ? { min: 64, max: 128, heads: 2, dim: 16, chunk: 16, runs: 1, name: 'tiny' }
   : flags.quick
-    ? { min: 512, max: 4096, heads: 8, depth: 64, chunk: 64, runs: 2, name: 'quick' }
-    : { min: 512, max: 65536, heads: 8, depth: 64, chunk: 64, runs: 3, name: 'sweep' };
+    ? { min: 512, max: 4096, heads: 8, dim: 64, chunk: 64, runs: 2, name: 'quick' }
+    : { min: 512, max: 65536, heads: 8, dim: 64, chunk: 64, runs: 3, name: 'sweep' };
 const min = positiveInteger('min', flags.min ?? String(preset.min));
 const max = positiveInteger('max', flags.max ?? String(preset.max));
 const lengths: number[] = [];
@@ -59,7 +59,7 @@ const options: SweepOptions = {
   lengths,
   batch: positiveInteger('batch', flags.batch),
   heads: positiveInteger('heads', flags.heads ?? String(preset.heads)),
-  depth: positiveInteger('depth', flags.depth ?? String(preset.depth)),
+  dim: positiveInteger('dim', flags.dim ?? String(preset.dim)),
   nHashes: flags.hashes.split(',').map((h) => positiveInteger('hashes', h)),
   chunkLength: positiveInteger('chunk', flags.chunk ?? String(preset.chunk)),
   numChunksBefore: Number(flags.before),

@@ -18,7 +18,7 @@ const tiny: SweepOptions = {
   lengths: [32, 64],
   batch: 1,
   heads: 2,
-  depth: 8,
+  dim: 8,
   nHashes: [1, 2],
   chunkLength: 8,
   numChunksBefore: 1,
@@ -31,8 +31,8 @@ const tiny: SweepOptions = {
 
 it('counts useful FLOPs as the attended QK and AV products', () => {
   // R·T queries × C·(1 + before) keys × (D + Dv) × 2.
-  expect(lshUsefulFlops({ batch: 1, heads: 1, length: 8, depth: 4, nHashes: 2, chunkLength: 4, numChunksBefore: 1 })).toBe(2 * 16 * 8 * 8);
-  expect(fullUsefulFlops({ batch: 2, heads: 1, length: 8, depth: 4 })).toBe(2 * 2 * 64 * 8);
+  expect(lshUsefulFlops({ batch: 1, heads: 1, length: 8, dim: 4, nHashes: 2, chunkLength: 4, numChunksBefore: 1 })).toBe(2 * 16 * 8 * 8);
+  expect(fullUsefulFlops({ batch: 2, heads: 1, length: 8, dim: 4 })).toBe(2 * 2 * 64 * 8);
 });
 
 describeBackends('attention benchmark', (backend) => {
@@ -81,7 +81,7 @@ describeBackends('attention benchmark', (backend) => {
   it('reports lengths over the time budget or out of memory, and goes on', async () => {
     const points = await runSweep({ ...tiny, lengths: [16, 32], nHashes: [1], budgetSeconds: 1e-9, profile: false });
     expect(points.find((p) => p.length === 32 && p.variant === 'lsh')?.status).toBe('over-budget');
-    const huge = await runSweep({ ...tiny, lengths: [1 << 16], heads: 1, depth: 1, nHashes: [], profile: false, memoryLimitBytes: 2 ** 20 });
+    const huge = await runSweep({ ...tiny, lengths: [1 << 16], heads: 1, dim: 1, nHashes: [], profile: false, memoryLimitBytes: 2 ** 20 });
     expect(huge[0].status).toBe('out-of-memory');
     expect(huge[0].reason).toMatch(/fullAttention: this call needs about/);
   });
