@@ -72,19 +72,6 @@ export function detach<T extends tf.Tensor>(x: T): T {
 }
 
 /**
- * Runs `f` (in a tidy) with the gradient tape paused, and returns its
- * result, which is cut off from the tape as {@link detach}'s is. For integer
- * work (hashing, sorting): under a tape, every op's inputs and outputs would
- * otherwise be kept until the backward pass, which never needs them (hashing
- * with many buckets kept ≈6 copies of its projections).
- */
-export function untaped<T extends tf.Tensor>(f: () => T): T {
-  // A customGrad's forward pass is not taped; with no tensor inputs, nothing flows back.
-  const run = tf.customGrad(() => ({ value: tf.tidy(f), gradFunc: () => [] }));
-  return run() as T;
-}
-
-/**
  * tf.customGrad for one input tensor, typed: `body(input, save)` returns the
  * value and the gradient function (which receives the saved tensors).
  */
@@ -131,11 +118,6 @@ export function permuteRows(x: tf.Tensor2D, permutation: tf.Tensor1D, inverse: t
       );
     }
   }
-  return permuteRowsUnchecked(x, permutation, inverse);
-}
-
-/** permuteRows without the checks: for permutations the library built itself. */
-export function permuteRowsUnchecked(x: tf.Tensor2D, permutation: tf.Tensor1D, inverse: tf.Tensor1D): tf.Tensor2D {
   return withGradient(x, (input, save) => {
     save([permutation, inverse]);
     return {
@@ -157,11 +139,6 @@ export function permuteRowsUnchecked(x: tf.Tensor2D, permutation: tf.Tensor1D, i
  */
 export function gatherRowsSummed(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tensor2D {
   checkRowIndices('gatherRowsSummed', x, indices);
-  return gatherRowsSummedUnchecked(x, indices);
-}
-
-/** gatherRowsSummed without the checks: for indices the library built itself. */
-export function gatherRowsSummedUnchecked(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tensor2D {
   return withGradient(x, (input, save) => {
     save([indices]);
     const rows = input.shape[0];

@@ -30,20 +30,7 @@ export interface GoldenCase {
 }
 
 /** The settings of a case, and whether it has a padding mask. */
-export interface GoldenConfiguration {
-  B: number;
-  H: number;
-  T: number;
-  D: number;
-  Dv: number;
-  nHashes: number;
-  nBuckets: number;
-  chunkLength: number;
-  numChunksBefore: number;
-  numChunksAfter: number;
-  causal: boolean;
-  masked: boolean;
-}
+export type GoldenConfiguration = Omit<GoldenCase, 'qk' | 'v' | 'rotations' | 'mask' | 'expected' | 'expectedFull'> & { masked: boolean };
 
 /**
  * The six cases, in order: many rounds with padding; more buckets than
