@@ -445,6 +445,8 @@ interface Block {
   keyRows: Int32Array;
   /** [n·C·L]: 0 where a logit is kept, else the logit that replaces it. */
   fill: Float32Array;
+  /** [n·C]: 1 where the query keeps at least one logit, else 0 (every logit of its row replaced). */
+  queryKept: Float32Array;
 }
 
 /**
@@ -459,6 +461,7 @@ function buildBlock(host: HostSort, dims: BlockDims, chunks: Array<[number, numb
   const queryItems = new Int32Array(count * chunkLength);
   const keyRows = new Int32Array(count * window);
   const fill = new Float32Array(count * chunkLength * window);
+  const queryKept = new Float32Array(count * chunkLength);
   const queryPositions = new Int32Array(chunkLength);
   const keyPositions = new Int32Array(window);
   const keyPadded = new Uint8Array(window);
@@ -487,17 +490,21 @@ function buildBlock(host: HostSort, dims: BlockDims, chunks: Array<[number, numb
     let offset = n * chunkLength * window;
     for (let c = 0; c < chunkLength; c++) {
       const query = queryPositions[c];
+      let kept = 0;
       for (let k = 0; k < window; k++, offset++) {
         const key = keyPositions[k];
         if (key === query) {
           fill[offset] = SELF_ATTENTION_LOGIT;
         } else if (keyPadded[k] === 1 || (causal && key > query)) {
           fill[offset] = MASKED_LOGIT;
+        } else {
+          kept = 1;
         }
       }
+      queryKept[n * chunkLength + c] = kept;
     }
   }
-  return { queryRows, queryItems, keyRows, fill };
+  return { queryRows, queryItems, keyRows, fill, queryKept };
 }
 
 /**
@@ -655,6 +662,8 @@ function lshBackward(
       for (let d = 0; d < width; d++) sum[to + d] += values[from + d];
     }
   };
+  // do·o per position, for every block's log-sum-exp gradient (one [G·T, 1] gather per block, not [G·T, Dv]).
+  const dyDotOutput = nHashes > 1 ? (tf.tidy(() => tf.sum(tf.mul(dy, output), 1, true)) as tf.Tensor2D) : null;
   let firstIndex = 0; // block numbers run on across batches of groups (they seed dropout)
   let nextIndex = 0;
   for (let g0 = 0; g0 < groups; g0 += plan.groupsPerBatch) {
@@ -673,21 +682,25 @@ function lshBackward(
         const dOut = tf.reshape(gatherRowsUnchecked(dy, queryRows), [count, chunkLength, valueDim]) as tf.Tensor3D;
         let dRound = dOut; // do_r
         let dLse: tf.Tensor | null = null;
-        if (nHashes > 1) {
+        if (dyDotOutput !== null) {
           const w = tf.reshape(gatherRowsUnchecked(roundWeights, tf.tensor1d(block.queryItems, 'int32')), [count, chunkLength, 1]);
           const roundOut = batchMatMul(attended, values); // o_r
-          const finalOut = tf.reshape(gatherRowsUnchecked(output, queryRows), [count, chunkLength, valueDim]);
+          const dyDotFinal = tf.reshape(gatherRowsUnchecked(dyDotOutput, queryRows), [count, chunkLength, 1]); // do·o
           dRound = tf.mul(dOut, w) as tf.Tensor3D;
-          dLse = tf.mul(w, tf.sum(tf.mul(dOut, tf.sub(roundOut, finalOut)), 2, true)); // [n, C, 1]
+          dLse = tf.mul(w, tf.sub(tf.sum(tf.mul(dOut, roundOut), 2, true), dyDotFinal)); // w_r·do·(o_r − o) [n, C, 1]
         }
         const dValues = batchMatMul(attended, dRound, true, false); // [n, L, Dv]
         let dWeights = batchMatMul(dRound, values, false, true) as tf.Tensor; // dA [n, C, L]
         if (scales) dWeights = tf.mul(dWeights, scales);
         const inner = tf.sub(dWeights, tf.sum(tf.mul(dWeights, weights), 2, true));
-        const dLogitsAll = dLse === null ? tf.mul(weights, inner) : tf.mul(weights, tf.add(inner, dLse));
-        const dLogits = tf.mul(dLogitsAll, tf.cast(tf.equal(fill, 0), 'float32')) as tf.Tensor3D; // masked logits were replaced
-        const dQueries = batchMatMul(dLogits, keys); // [n, C, D]
-        const dKeys = normaliseKeysBackward(rawKeys, batchMatMul(dLogits, queries, true, false)); // [n, L, D]
+        const dLogitsAll = dLse === null ? tf.mul(weights, inner) : tf.mul(weights, tf.add(inner, dLse)); // [n, C, L]
+        // A replaced logit gets no gradient. Its weight is exactly 0 in float32 (exp(−1e5 − max) and
+        // exp(−1e9 − max) underflow) whenever a logit of its row is kept and above −99 896, that is for any
+        // row the float32 forward pass resolves, so zeroing the rows that keep none (by scaling the queries'
+        // side of both products, [n, C, D], instead of masking [n, C, L]) is the whole mask.
+        const kept = tf.tensor3d(block.queryKept, [count, chunkLength, 1]);
+        const dQueries = tf.mul(batchMatMul(dLogitsAll, keys), kept); // [n, C, D]
+        const dKeys = normaliseKeysBackward(rawKeys, batchMatMul(dLogitsAll, tf.mul(queries, kept), true, false)); // [n, L, D]
         return [dQueries, dKeys, dValues];
       });
       addRows(dqkSum, block.queryRows, readValues(dQueries), dim);
@@ -697,6 +710,7 @@ function lshBackward(
     }
     firstIndex = nextIndex;
   }
+  dyDotOutput?.dispose();
   return {
     dqk: tf.tensor2d(dqkSum, [groups * length, dim]),
     dv: tf.tensor2d(dvSum, [groups * length, valueDim]),

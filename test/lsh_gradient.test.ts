@@ -45,6 +45,9 @@ const CASES: Case[] = [
   { name: 'R=3, causal, padded', shape: [2, 1, 12, 5], nHashes: 3, nBuckets: 4, chunkLength: 6, before: 1, after: 0, causal: true, padded: true },
   { name: 'R=2, look-ahead, factorised buckets', shape: [1, 2, 16, 4], nHashes: 2, nBuckets: [2, 4], chunkLength: 8, before: 1, after: 1, causal: false, padded: true },
   { name: 'R=1, no neighbours', shape: [1, 1, 16, 3], nHashes: 1, nBuckets: 4, chunkLength: 4, before: 0, after: 0, causal: true, padded: false },
+  // Chunks of 2 without neighbours, causal: many queries keep only their own (replaced) logit in one round
+  // and attend to others in the other, so their log-sum-exp gradient is not 0 while no logit of the row is kept.
+  { name: 'R=2, causal, chunks of 2, no neighbours', shape: [1, 1, 16, 4], nHashes: 2, nBuckets: 8, chunkLength: 2, before: 0, after: 0, causal: true, padded: true },
 ];
 
 /** Nested [B][H][T] float64 vectors of a flat array. */
@@ -140,6 +143,28 @@ describeBackends('lshAttention gradient', () => {
         tf.sum(tf.mul(lshAttention(qk as tf.Tensor4D, b as tf.Tensor4D, { ...options, dropoutSeed: 12 }), upstream)))([v]);
       expect(tf.max(tf.abs(tf.sub(otherDv, dv))).dataSync()[0]).toBeGreaterThan(1e-3);
     });
+  });
+
+  it('causal with dropout: directional derivatives along the first position, which keeps no logit in any round', () => {
+    // Position 0 attends only to itself (its self logit replaced) in every round; with dropout its rounds'
+    // outputs differ, so the log-sum-exp gradient of each of its rows is not 0 (it must reach no logit).
+    const [B, H, T, D] = [1, 1, 16, 4];
+    const values = [gaussians(B * H * T * D, 8), gaussians(B * H * T * D, 9), gaussians(B * H * T * D, 10)];
+    for (const dropoutSeed of [11, 12, 13]) {
+      const options = { nHashes: 2, chunkLength: 4, nBuckets: 4, seed: 3, causal: true, dropout: 0.5, dropoutSeed };
+      tf.tidy(() => {
+        const [qk, v, upstream] = values.map((x) => tf.tensor4d(x, [B, H, T, D]));
+        const loss = (a: tf.Tensor) => tf.sum(tf.mul(lshAttention(a as tf.Tensor4D, v as tf.Tensor4D, options), upstream));
+        const [dqk] = tf.grads(loss)([qk]);
+        // Move position 0's vector only (small enough to keep every bucket).
+        const direction = tf.tensor4d(Float32Array.from({ length: B * H * T * D }, (_, i) => (i < D ? [0.6, -0.3, 0.5, 0.55][i] : 0)), [B, H, T, D]);
+        const step = 1e-3;
+        const at = (sign: number) => loss(tf.add(qk, tf.mul(direction, sign * step))).dataSync()[0];
+        const numeric = (at(1) - at(-1)) / (2 * step);
+        const analytic = tf.sum(tf.mul(dqk, direction)).dataSync()[0];
+        expect(Math.abs(analytic - numeric)).toBeLessThan(1e-2 * Math.max(1e-2, Math.abs(numeric)));
+      });
+    }
   });
 
   it('a gradient tape keeps O(B·H·T·(D + Dv + R)) bytes, not O(attended logits)', () => {
