@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
 import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
+import { matMul2d } from '../src/ops.js';
 import { assertSeed, freshSeed, nextSeed, uniformStream, type Seed, type Uniform } from '../src/random.js';
 import { assertPositiveInteger, assertRate, shapeString } from '../src/validate.js';
 import {
@@ -242,7 +243,7 @@ export class ChunkedFeedForward extends tfl.layers.Layer {
     const [batch, length, modelSize] = x.shape;
     const training = options.training === true;
     return tf.tidy(() => {
-      let hidden = tf.matMul(tf.reshape(x, [batch * length, modelSize]), (this.hiddenKernel as tfl.LayerVariable).read()) as tf.Tensor2D;
+      let hidden = matMul2d(tf.reshape(x, [batch * length, modelSize]), (this.hiddenKernel as tfl.LayerVariable).read() as tf.Tensor2D);
       if (this.hiddenBias) hidden = tf.add(hidden, this.hiddenBias.read()) as tf.Tensor2D;
       hidden = this.activate(hidden); // [B·C, U]
       if (training && this.dropout > 0) {
@@ -250,7 +251,7 @@ export class ChunkedFeedForward extends tfl.layers.Layer {
         const scales = positionDropoutScales(seed, [batch, length, this.units], options.positionOffset ?? 0, this.dropout);
         hidden = tf.mul(hidden, tf.tensor2d(scales, [batch * length, this.units])) as tf.Tensor2D;
       }
-      let y = tf.matMul(hidden, (this.outKernel as tfl.LayerVariable).read());
+      let y: tf.Tensor = matMul2d(hidden, (this.outKernel as tfl.LayerVariable).read() as tf.Tensor2D);
       if (this.outBias) y = tf.add(y, this.outBias.read());
       return tf.reshape(y, [batch, length, modelSize]) as tf.Tensor3D;
     });

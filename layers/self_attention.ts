@@ -16,6 +16,7 @@ import { fullAttention, lshAttention, resolveLSHSettings, validLength } from '..
 import { randomRotations, type HashFamilyName, type NBuckets } from '../src/hashing.js';
 import { assertSeed, freshSeed, nextSeed, purposeSeed, uniformStream, type Seed, type Uniform } from '../src/random.js';
 import { checkMask } from '../src/hashing.js';
+import { matMul2d } from '../src/ops.js';
 import {
   assertBoolean,
   assertFinite,
@@ -199,7 +200,7 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
 
   /** Projects [B·T, M] → [B, H, T, D]. */
   private project(x2d: tf.Tensor2D, kernel: tfl.LayerVariable, bias: tfl.LayerVariable | null, batch: number, length: number): tf.Tensor4D {
-    let y = tf.matMul(x2d, kernel.read());
+    let y: tf.Tensor = matMul2d(x2d, kernel.read() as tf.Tensor2D);
     if (bias) y = tf.add(y, bias.read());
     return tf.transpose(tf.reshape(y, [batch, length, this.numHeads, this.headDim]), [0, 2, 1, 3]) as tf.Tensor4D;
   }
@@ -252,7 +253,7 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
       const v = this.project(x2d, this.vKernel as tfl.LayerVariable, this.vBias, batch, length);
       const attended = this.attend(qk, v, mask, options); // [B, H, T, D]
       const merged = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [batch * length, this.numHeads * this.headDim]);
-      let y = tf.matMul(merged, (this.outKernel as tfl.LayerVariable).read());
+      let y: tf.Tensor = matMul2d(merged as tf.Tensor2D, (this.outKernel as tfl.LayerVariable).read() as tf.Tensor2D);
       if (this.outBias) y = tf.add(y, this.outBias.read());
       return tf.reshape(y, [batch, length, modelSize]) as tf.Tensor3D;
     });

@@ -699,8 +699,8 @@ function lshBackward(
         // row the float32 forward pass resolves, so zeroing the rows that keep none (by scaling the queries'
         // side of both products, [n, C, D], instead of masking [n, C, L]) is the whole mask.
         const kept = tf.tensor3d(block.queryKept, [count, chunkLength, 1]);
-        const dQueries = tf.mul(batchMatMul(dLogitsAll, keys), kept); // [n, C, D]
-        const dKeys = normaliseKeysBackward(rawKeys, batchMatMul(dLogitsAll, tf.mul(queries, kept), true, false)); // [n, L, D]
+        const dQueries = tf.mul(batchMatMul(dLogitsAll as tf.Tensor3D, keys), kept); // [n, C, D]
+        const dKeys = normaliseKeysBackward(rawKeys, batchMatMul(dLogitsAll as tf.Tensor3D, tf.mul(queries, kept) as tf.Tensor3D, true, false)); // [n, L, D]
         return [dQueries, dKeys, dValues];
       });
       addRows(dqkSum, block.queryRows, readValues(dQueries), dim);
