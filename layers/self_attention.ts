@@ -90,7 +90,9 @@ export interface LSHSelfAttentionArgs extends SelfAttentionArgs {
    * Exact mode, for equivalence tests: every call uses one chunk per hash
    * round (chunkLength = the call's T, no padding), so every query sees every
    * key and the layer computes full attention, to float32 rounding, at full
-   * attention's O(T²) cost. chunkLength is then unused; the hashing still
+   * attention's O(T²) cost (a window of neighbouring chunks holds whole
+   * rounds, so each key counts the same number of times and the softmax is
+   * unchanged). chunkLength is then unused; the hashing still
    * runs (with nBuckets as given, or 2), but the result does not depend on
    * it. `exactLSH(model)` from `tfjs-lsh-attention/testing` sets it on a copy
    * of a model. Default false.
