@@ -273,8 +273,8 @@ export interface GenerateOptions {
   contextLength?: number;
 }
 
-/** The layers of a model, nested models and reversible stacks opened up. */
-function allLayers(model: tfl.LayersModel | tfl.layers.Layer): tfl.layers.Layer[] {
+/** The layers of a model, nested models and reversible stacks opened up (the stacks' blocks after the stack itself). */
+export function allLayers(model: tfl.LayersModel | tfl.layers.Layer): tfl.layers.Layer[] {
   if (model instanceof tfl.LayersModel) return model.layers.flatMap((layer) => allLayers(layer));
   if (model instanceof ReversibleStack) return [model, ...model.blocks.flatMap((b) => [b.attention, b.feedForward])];
   return [model];

@@ -87,6 +87,18 @@ export interface LSHSelfAttentionArgs extends SelfAttentionArgs {
   numChunksAfter?: number;
   /** 'rotation' (the Reformer's angular LSH) or 'simhash' (random hyperplanes; K a power of two). Default 'rotation'. */
   hashFamily?: HashFamilyName;
+  /**
+   * Exact mode, for equivalence tests: every call uses one chunk per hash
+   * round (chunkLength = the call's T, no padding), so every query sees every
+   * key and the layer computes full attention, to float32 rounding, at full
+   * attention's O(T²) cost (a window of neighbouring chunks holds whole
+   * rounds, so each key counts the same number of times and the softmax is
+   * unchanged). chunkLength is then unused; the hashing still
+   * runs (with nBuckets as given, or 2), but the result does not depend on
+   * it. `exactLSH(model)` from `tfjs-lsh-attention/testing` sets it on a copy
+   * of a model. Default false.
+   */
+  oneChunkPerRound?: boolean;
 }
 
 /** Per-call settings the layers expose for recomputation (reversible blocks). */
@@ -312,6 +324,8 @@ export class LSHSelfAttention extends SelfAttentionBase {
   readonly numChunksBefore: number;
   readonly numChunksAfter: number;
   readonly hashFamily: HashFamilyName;
+  /** Exact mode: one chunk per round (see {@link LSHSelfAttentionArgs.oneChunkPerRound}). */
+  readonly oneChunkPerRound: boolean;
 
   constructor(args: LSHSelfAttentionArgs = {}) {
     super(args, 'LSHSelfAttention');
@@ -322,6 +336,8 @@ export class LSHSelfAttention extends SelfAttentionBase {
     this.numChunksAfter = args.numChunksAfter ?? 0;
     this.nBuckets = args.nBuckets;
     this.hashFamily = args.hashFamily ?? 'rotation';
+    this.oneChunkPerRound = args.oneChunkPerRound ?? false;
+    assertBoolean(who, 'oneChunkPerRound', this.oneChunkPerRound);
     assertPositiveInteger(who, 'nHashes', this.nHashes);
     assertPositiveInteger(who, 'chunkLength', this.chunkLength);
     assertNonNegativeInteger(who, 'numChunksBefore', this.numChunksBefore);
@@ -330,11 +346,16 @@ export class LSHSelfAttention extends SelfAttentionBase {
     this.settings(validLength(this.chunkLength, this.nHashes, this.chunkLength));
   }
 
+  /** The chunk length of a call of length T: the layer's, or T in exact mode (one chunk per round). */
+  private chunkLengthFor(length: number): number {
+    return this.oneChunkPerRound ? Math.max(length, 1) : this.chunkLength;
+  }
+
   /** The core's settings for a (padded) length: one resolution, shared with lshAttention. */
   private settings(length: number) {
     return resolveLSHSettings('LSHSelfAttention', length, 1, {
       nHashes: this.nHashes,
-      chunkLength: this.chunkLength,
+      chunkLength: this.chunkLengthFor(length),
       numChunksBefore: this.numChunksBefore,
       numChunksAfter: this.numChunksAfter,
       nBuckets: this.nBuckets,
@@ -344,7 +365,8 @@ export class LSHSelfAttention extends SelfAttentionBase {
 
   protected attend(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions): tf.Tensor4D {
     const [batch, , length, dim] = qk.shape;
-    const padded = validLength(length, this.nHashes, this.chunkLength);
+    const chunkLength = this.chunkLengthFor(length);
+    const padded = validLength(length, this.nHashes, chunkLength); // = T in exact mode
     const extra = padded - length;
     let paddedMask = mask;
     if (extra > 0) {
@@ -367,7 +389,7 @@ export class LSHSelfAttention extends SelfAttentionBase {
     const out = lshAttention(qk, v, {
       rotations,
       nBuckets,
-      chunkLength: this.chunkLength,
+      chunkLength,
       numChunksBefore: this.numChunksBefore,
       numChunksAfter: this.numChunksAfter,
       causal: this.causal,
@@ -390,6 +412,7 @@ export class LSHSelfAttention extends SelfAttentionBase {
       hashFamily: this.hashFamily,
     };
     if (this.nBuckets !== undefined) config.nBuckets = this.nBuckets;
+    if (this.oneChunkPerRound) config.oneChunkPerRound = true;
     return { ...super.getConfig(), ...config };
   }
 }

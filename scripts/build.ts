@@ -8,9 +8,13 @@
  * modules; a package.json saying "commonjs" inside dist/cjs makes Node (and
  * TypeScript, for the .d.ts files there) read them as CommonJS. dist/ is
  * removed first so files of deleted sources never reach a tarball.
+ *
+ * The command package.json's "bin" names (dist/layers/testing/cli.js) keeps
+ * its `#!/usr/bin/env node` line through tsc and is made executable here, so
+ * it runs from the built tree as it does once npm has linked it.
  */
 import { execFileSync } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,3 +28,12 @@ for (const project of ['tsconfig.build.json', 'tsconfig.cjs.json']) {
   execFileSync(process.execPath, [tsc, '-p', join(root, project)], { cwd: root, stdio: 'inherit' });
 }
 writeFileSync(join(root, 'dist', 'cjs', 'package.json'), `${JSON.stringify({ type: 'commonjs' })}\n`);
+
+const packageJson = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin?: Record<string, string> };
+for (const [name, file] of Object.entries(packageJson.bin ?? {})) {
+  const path = join(root, file);
+  if (!readFileSync(path, 'utf8').startsWith('#!/usr/bin/env node\n')) {
+    throw new Error(`build: the bin ${name} (${file}) must start with #!/usr/bin/env node`);
+  }
+  chmodSync(path, 0o755);
+}

@@ -15,6 +15,11 @@
  * tfjs-node would bring a second tfjs-core). Where tfjs-node cannot install
  * (as on our CI machine) npm drops it, and the apps run on wasm and cpu.
  *
+ * Each app also checks its model against its full-attention twin
+ * (`tfjs-lsh-attention/testing`) and saves it; the package's command then
+ * runs on the saved model through `npx tfjs-lsh-attention check`, as a user
+ * would run it, and refuses a folder that does not exist with one line.
+ *
  * Then the repo's tsc type-checks test/consumer/types.ts in the installed
  * projects with moduleResolution node16 (as ESM and as CommonJS) and bundler.
  *
@@ -80,10 +85,14 @@ interface Report {
   predictionShape: number[];
   worstRowSumError: number;
   rebuiltLayerClasses: string[];
+  equivalent: boolean;
+  maxOutputDifference: number;
+  twinLayerClasses: string[];
+  savedModel: string;
 }
 
 let root = '';
-let packed: { filename: string; files: { path: string }[] } = { filename: '', files: [] };
+let packed: { filename: string; files: { path: string; mode: number }[] } = { filename: '', files: [] };
 const installSeconds: Record<string, number> = {};
 
 function projectDir(app: App): string {
@@ -191,7 +200,7 @@ afterAll(() => {
 it('the tarball holds both builds, their declarations and nothing of the repo besides', () => {
   const paths = packed.files.map((file) => file.path);
   for (const path of ['package.json', 'README.md', 'dist/cjs/package.json']) expect(paths).toContain(path);
-  for (const entry of ['src/index', 'src/backend', 'src/lsh/index', 'layers/index', 'layers/file_io']) {
+  for (const entry of ['src/index', 'src/backend', 'src/lsh/index', 'layers/index', 'layers/file_io', 'layers/testing/index']) {
     for (const build of ['dist', 'dist/cjs']) {
       expect(paths).toContain(`${build}/${entry}.js`);
       expect(paths).toContain(`${build}/${entry}.d.ts`);
@@ -200,7 +209,24 @@ it('the tarball holds both builds, their declarations and nothing of the repo be
   expect(paths.filter((path) => !path.startsWith('dist/') && path !== 'package.json' && path !== 'README.md')).toEqual([]);
   expect(paths.filter((path) => path.endsWith('.ts') && !path.endsWith('.d.ts'))).toEqual([]);
   expect(JSON.parse(readFileSync(join(repo, 'dist', 'cjs', 'package.json'), 'utf8'))).toEqual({ type: 'commonjs' });
+  // The command: executable, and a script node runs.
+  const bin = packed.files.find((file) => file.path === 'dist/layers/testing/cli.js');
+  expect(bin, 'the bin is in the tarball').toBeDefined();
+  expect((bin as { mode: number }).mode & 0o111).not.toBe(0);
+  expect(readFileSync(join(repo, 'dist', 'layers', 'testing', 'cli.js'), 'utf8').split('\n')[0]).toBe('#!/usr/bin/env node');
+  expect(JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')).bin).toEqual({ 'tfjs-lsh-attention': 'dist/layers/testing/cli.js' });
 });
+
+/** Runs a command expected to fail; returns its exit status and output. */
+async function runFailing(command: string, args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(command, args, { cwd, env: childEnv(), timeout: 120_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const { code, stdout, stderr } = error as { code: number; stdout: string; stderr: string };
+    return { code, stdout, stderr };
+  }
+}
 
 describe.each(APPS)('$name app on @tensorflow/tfjs $tfjsVersion', (app) => {
   it('has one tfjs-core and one tfjs-layers, the app\'s, installed and in its lockfile (tfjs-node\'s subtree included)', () => {
@@ -213,12 +239,19 @@ describe.each(APPS)('$name app on @tensorflow/tfjs $tfjsVersion', (app) => {
     expect(lockedCopies(dir, '@tensorflow/tfjs-node')).toEqual([`node_modules/@tensorflow/tfjs-node@${app.tfjsVersion}`]);
   });
 
-  it.concurrent('loads every subpath, trains one step in the app\'s tf.sequential, predicts and rebuilds the model, with plain node', async ({ expect }) => {
+  it.concurrent('loads every subpath, trains one step in the app\'s tf.sequential, predicts, rebuilds and checks the model, with plain node; npx tfjs-lsh-attention check runs on it', async ({ expect }) => {
     const dir = projectDir(app);
     const output = await runOrExplain(process.execPath, [app.main], dir, 120_000);
     const report = JSON.parse(output.trim().split('\n').at(-1) ?? '') as Report;
     expect(report.format).toBe(app.name);
-    expect(report.subpaths).toEqual({ '.': 'function', './layers': 'function', './backend': 'function', './node': 'function', './lsh': 'function' });
+    expect(report.subpaths).toEqual({
+      '.': 'function',
+      './layers': 'function',
+      './backend': 'function',
+      './node': 'function',
+      './lsh': 'function',
+      './testing': 'function',
+    });
     const tfjsNodeInstalled = installedCopies(dir, '@tensorflow/tfjs-node').length > 0;
     expect(report.backend).toBe(tfjsNodeInstalled ? 'tensorflow' : app.backendWithoutTfjsNode);
     expect(report.appTfjsVersion).toBe(app.tfjsVersion);
@@ -232,6 +265,21 @@ describe.each(APPS)('$name app on @tensorflow/tfjs $tfjsVersion', (app) => {
     expect(report.predictionShape).toEqual([4, 16, 8]);
     expect(report.worstRowSumError).toBeLessThan(1e-5);
     expect(report.rebuiltLayerClasses).toEqual(['Embedding', 'LSHSelfAttention', 'Dense']);
+    expect(report.equivalent).toBe(true);
+    expect(report.maxOutputDifference).toBeLessThan(1e-4);
+    expect(report.twinLayerClasses).toEqual(['Embedding', 'FullSelfAttention', 'Dense']);
+
+    // The command on the saved model, as a user runs it (the npm-linked bin, through npx).
+    const command = await runOrExplain(NPM, ['exec', '--no', '--', 'tfjs-lsh-attention', 'check', report.savedModel, '--hashes', '1,2', '--runs', '1'], dir, 120_000);
+    expect(command).toMatch(/\| exact LSH ✓ \(T = 16\) \|/);
+    expect(command).toMatch(/\| lsh \| 1 \|/);
+    expect(command).toMatch(/\| lsh \| 2 \|/);
+    expect(command).toMatch(/^verdict: equivalent to full attention at T=16 /m);
+    // Bad input: one line on stderr, exit status 1, no stack trace.
+    const missing = await runFailing(NPM, ['exec', '--no', '--', 'tfjs-lsh-attention', 'check', 'no-such-folder'], dir);
+    expect(missing.code).toBe(1);
+    const lines = missing.stderr.trim().split('\n').filter((line) => line.startsWith('tfjs-lsh-attention') || /^\s+at /.test(line));
+    expect(lines).toEqual([expect.stringMatching(/^tfjs-lsh-attention: no folder at .*no-such-folder; pass the folder/)]);
   });
 });
 

@@ -75,3 +75,22 @@ it('the hashing benchmark in quick mode: every method finds most true neighbours
     expect(recall16).toBeGreaterThan(recall0);
   }
 });
+
+it('02-test-your-model: exact mode equals full attention, a changed twin is named, the error falls with rounds', () => {
+  const out = run('examples/02-test-your-model.ts');
+  // Measured (wasm and cpu): outputs within 8.4e-7, layers within 4.8e-7, gradients within 2.8e-9.
+  const [[outputs, layers, gradients]] = numbers(out, /equivalence at T = 32: equivalent: outputs within ([\d.e+-]+) .* each within ([\d.e+-]+), loss gradients of 28 weights within ([\d.e+-]+)/g);
+  expect(outputs).toBeLessThan(1e-5);
+  expect(layers).toBeLessThan(1e-5);
+  expect(gradients).toBeLessThan(1e-5);
+  expect(out).toMatch(
+    /a twin with (lsh_self_attention_\w+)'s weights scaled by 1\.1: not equivalent: attention layer '\1' \(LSHSelfAttention, the 2nd of 2 attention layers\) differs/,
+  );
+  expect(out).toMatch(/\| full \| – \| 0 \| 0 \| [\d.]+ \| 0 \|/);
+  const errors = numbers(out, /\| lsh \| (\d) \| ([\d.e+-]+) \|/g);
+  expect(errors.map(([rounds]) => rounds)).toEqual([1, 2, 4, 8]);
+  // Measured at T = 256 (an untrained model: diffuse attention): 0.203, 0.141, 0.107, 0.078.
+  for (let i = 1; i < errors.length; i++) expect(errors[i][1]).toBeLessThan(errors[i - 1][1]);
+  expect(errors[3][1]).toBeLessThan(errors[0][1] / 2);
+  expect(out).toMatch(/tensors left: 0/);
+});

@@ -81,6 +81,35 @@ describeBackends('layers', () => {
     fullModel.dispose();
   });
 
+  it.each([
+    [13, 1, 1, true, true, 'rotation'],
+    [20, 3, 1, true, false, 'rotation'],
+    [17, 4, 2, false, true, 'simhash'],
+  ] as const)(
+    'oneChunkPerRound, T=%i, %i rounds, %i chunks before, causal %s, padding %s, %s hash: equals the full layer at any T (chunkLength unused)',
+    (length, nHashes, numChunksBefore, causal, padded, hashFamily) => {
+      const lsh = new LSHSelfAttention({ numHeads: HEADS, nHashes, chunkLength: 4, nBuckets: 4, numChunksBefore, causal, hashFamily, oneChunkPerRound: true, seed: 3 });
+      const full = new FullSelfAttention({ numHeads: HEADS, causal, seed: 4 });
+      const lshModel = attentionModel(lsh, null, padded);
+      const fullModel = attentionModel(full, null, padded);
+      tf.tidy(() => {
+        lsh.setWeights(lsh.getWeights().map((w, i) => randomTensor(w.shape, 60 + i, 0.5)));
+        full.setWeights(lsh.getWeights());
+        const x = randomTensor([2, length, M], 7);
+        const mask = tf.tensor2d([Array.from({ length }, () => 1), Array.from({ length }, (_, i) => (i < length - 3 ? 1 : 0))]);
+        const inputs = padded ? [x, mask] : x;
+        const keep = padded ? tf.reshape(mask, [2, length, 1]) : tf.ones([2, length, 1]);
+        expectTensorsClose(tf.mul(lshModel.predict(inputs) as tf.Tensor, keep), tf.mul(fullModel.predict(inputs) as tf.Tensor, keep), 1e-5);
+      });
+      // Saved only when set, so existing configs do not change.
+      expect(lsh.getConfig().oneChunkPerRound).toBe(true);
+      expect('oneChunkPerRound' in lshSelfAttention({ seed: 1 }).getConfig()).toBe(false);
+      expect(() => lshSelfAttention({ oneChunkPerRound: 1 as unknown as boolean })).toThrow(/LSHSelfAttention: oneChunkPerRound must be/);
+      lshModel.dispose();
+      fullModel.dispose();
+    },
+  );
+
   it('takes the mask an embedding with maskZero propagates, the same as a mask input', () => {
     const vocab = 11;
     const length = 20;

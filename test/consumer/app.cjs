@@ -8,6 +8,7 @@ const library = {
   './backend': require('tfjs-lsh-attention/backend'),
   './node': require('tfjs-lsh-attention/node'),
   './lsh': require('tfjs-lsh-attention/lsh'),
+  './testing': require('tfjs-lsh-attention/testing'),
 };
 run(tf, library).then(
   (report) => console.log(JSON.stringify({ format: 'commonjs', ...report })),

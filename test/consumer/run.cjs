@@ -2,8 +2,10 @@
  * What both consumer apps do once they have loaded tfjs and the library (one
  * with `import`, one with `require`): check every subpath's main export, pick
  * a backend, train one step of embedding → lshSelfAttention → dense in the
- * app's tf.sequential, predict, rebuild the model from its JSON, and say which
- * tfjs-core each side resolves. Prints one JSON line for test/consumer.test.ts.
+ * app's tf.sequential, predict, rebuild the model from its JSON, check it
+ * against its full-attention twin (tfjs-lsh-attention/testing), save it for
+ * the `tfjs-lsh-attention check` command, and say which tfjs-core each side
+ * resolves. Prints one JSON line for test/consumer.test.ts.
  */
 'use strict';
 const { createRequire } = require('node:module');
@@ -15,7 +17,11 @@ const SUBPATH_EXPORTS = {
   './backend': 'initBackend',
   './node': 'fileSystem',
   './lsh': 'SimHash',
+  './testing': 'checkEquivalence',
 };
+
+/** Where the app saves its model, for the command (relative to the app's folder). */
+const SAVED_MODEL = 'saved-model';
 
 /** The file `@tensorflow/tfjs-core` resolves to from `fromFile`. */
 function coreSeenFrom(fromFile) {
@@ -56,6 +62,13 @@ async function run(tf, library) {
 
   const rebuilt = await tf.models.modelFromJSON(JSON.parse(model.toJSON()));
 
+  // The app's model against its full-attention twin, in exact mode.
+  const equivalence = await library['./testing'].checkEquivalence(model, x, { gradients: true });
+  const twin = library['./testing'].fullAttentionTwin(model);
+  const twinClasses = twin.layers.map((layer) => layer.getClassName());
+  twin.dispose();
+  await model.save(library['./node'].fileSystem(SAVED_MODEL));
+
   const libraryEntry = require.resolve('tfjs-lsh-attention');
   const tfjsEntry = require.resolve('@tensorflow/tfjs');
   return {
@@ -70,6 +83,10 @@ async function run(tf, library) {
     predictionShape: prediction.shape,
     worstRowSumError: Math.max(...Array.from(rowSums, (sum) => Math.abs(sum - 1))),
     rebuiltLayerClasses: rebuilt.layers.map((layer) => layer.getClassName()),
+    equivalent: equivalence.equivalent,
+    maxOutputDifference: equivalence.maxOutputDifference,
+    twinLayerClasses: twinClasses,
+    savedModel: SAVED_MODEL,
   };
 }
 

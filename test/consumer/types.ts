@@ -6,6 +6,7 @@ import { initBackend, type BackendName } from 'tfjs-lsh-attention/backend';
 import { LSHSelfAttention, lshSelfAttention } from 'tfjs-lsh-attention/layers';
 import { SimHash } from 'tfjs-lsh-attention/lsh';
 import { fileSystem } from 'tfjs-lsh-attention/node';
+import { checkEquivalence, fullAttentionTwin, type EquivalenceReport } from 'tfjs-lsh-attention/testing';
 
 export async function buildModel(): Promise<tf.Sequential> {
   const backend: BackendName = await initBackend({ backend: ['wasm', 'cpu'] });
@@ -18,6 +19,17 @@ export async function buildModel(): Promise<tf.Sequential> {
   const handler: tf.io.IOHandler = fileSystem('/tmp/model');
   console.log(backend, attended.shape, handler, attention instanceof LSHSelfAttention, typeof SimHash);
   return model;
+}
+
+export async function checkModel(model: tf.LayersModel, tokens: tf.Tensor): Promise<EquivalenceReport> {
+  const twin: tf.LayersModel = fullAttentionTwin(model);
+  twin.dispose();
+  const report = await checkEquivalence(model, tokens, { gradients: true, tolerance: 1e-4 });
+  const worst: number = report.layers[0].difference;
+  console.log(worst);
+  // @ts-expect-error tolerance is a number
+  await checkEquivalence(model, tokens, { tolerance: 'small' });
+  return report;
 }
 
 // The declarations are typed (not any): these must be errors.
