@@ -31,13 +31,43 @@ type Shape = (number | null)[];
  * @returns [..., M]
  */
 export function normalizeLastAxis<T extends tf.Tensor>(x: T, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon = LAYER_NORM_EPSILON): T {
-  return tf.tidy(() => {
-    const mean = tf.mean(x, -1, true);
-    const centered = tf.sub(x, mean);
-    const variance = tf.mean(tf.square(centered), -1, true);
-    const normed = tf.mul(centered, tf.rsqrt(tf.add(variance, epsilon)));
-    return tf.add(tf.mul(normed, gamma), beta) as T;
-  });
+  return layerNormOp(epsilon)(x, gamma, beta) as T;
+}
+
+/**
+ * The layer norm as one op with its own gradient, per ε. Under a tape it keeps
+ * x, γ and, per row, the mean and 1/σ (not the half-dozen full-size
+ * intermediates of the tf-op chain): with x̂ = (x − μ)/σ and g = dy·γ,
+ * dx = (g − mean(g) − x̂·mean(g·x̂))/σ, dγ = Σ dy·x̂, dβ = Σ dy over the rows.
+ */
+const layerNormOps = new Map<number, (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => tf.Tensor>();
+function layerNormOp(epsilon: number): (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => tf.Tensor {
+  let op = layerNormOps.get(epsilon);
+  if (op === undefined) {
+    op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+      const [x, gamma, beta, save] = args as [tf.Tensor, tf.Tensor1D, tf.Tensor1D, tf.GradSaveFunc];
+      const mean = tf.mean(x, -1, true);
+      const centered = tf.sub(x, mean);
+      const inverseStd = tf.rsqrt(tf.add(tf.mean(tf.square(centered), -1, true), epsilon)); // [..., 1]
+      save([x, gamma, mean, inverseStd]);
+      return {
+        value: tf.add(tf.mul(tf.mul(centered, inverseStd), gamma), beta),
+        // In a scope of its own: the engine keeps a gradient function's leftovers until the whole backward pass ends.
+        gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => tf.tidy(() => {
+          const [xs, g0, mu, inv] = saved;
+          const dyT = dy as tf.Tensor;
+          const size = xs.shape[xs.rank - 1];
+          const normed = tf.mul(tf.sub(xs, mu), inv); // x̂
+          const g = tf.mul(dyT, g0);
+          const dx = tf.mul(inv, tf.sub(tf.sub(g, tf.mean(g, -1, true)), tf.mul(normed, tf.mean(tf.mul(g, normed), -1, true))));
+          const rows = (t: tf.Tensor) => tf.reshape(t, [-1, size]);
+          return [dx, tf.sum(rows(tf.mul(dyT, normed)), 0), tf.sum(rows(dyT), 0)];
+        }),
+      };
+    });
+    layerNormOps.set(epsilon, op);
+  }
+  return op;
 }
 
 /** Arguments of {@link LayerNorm}. */

@@ -236,10 +236,33 @@ export function lmLoss(yTrue: tf.Tensor, logits: tf.Tensor): tf.Tensor {
     const isOneHot = yTrue.rank === logits.rank && yTrue.shape[yTrue.rank - 1] === vocab && vocab > 1;
     const targets = isOneHot
       ? tf.cast(yTrue, 'float32')
-      : tf.oneHot(tf.cast(tf.reshape(yTrue, logits.shape.slice(0, -1)), 'int32'), vocab);
-    return tf.neg(tf.sum(tf.mul(targets, tf.logSoftmax(logits)), -1));
+      : tf.cast(tf.oneHot(tf.cast(tf.reshape(yTrue, logits.shape.slice(0, -1)), 'int32'), vocab), 'float32');
+    return crossEntropy(logits, targets);
   });
 }
+
+/**
+ * −Σ t·log softmax(z) over the last axis, as one op with its own gradient
+ * (targets t need not sum to 1: rows of zeros count nothing). Under a tape it
+ * keeps z, t and each row's log-sum-exp, not the softmax chain's full-size
+ * intermediates; d/dz = dy·((Σ t)·softmax(z) − t). The targets get no gradient.
+ */
+const crossEntropy = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const [z, t, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+  const lse = tf.logSumExp(z, -1, true); // [..., 1]
+  const mass = tf.sum(t, -1, true); // Σ t, [..., 1]
+  save([z, t, lse, mass]);
+  return {
+    value: tf.squeeze(tf.sub(tf.mul(mass, lse), tf.sum(tf.mul(t, z), -1, true)), [z.rank - 1]),
+    // In a scope of its own: the engine keeps a gradient function's leftovers until the whole backward pass ends.
+    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) =>
+      tf.tidy(() => {
+        const [zs, ts, l, m] = saved;
+        const d = tf.expandDims(dy as tf.Tensor, -1);
+        return [tf.mul(d, tf.sub(tf.mul(m, tf.exp(tf.sub(zs, l))), ts)), tf.zerosLike(ts)];
+      }),
+  };
+});
 
 /**
  * Inputs and one-hot targets for next-token training from token sequences

@@ -828,12 +828,14 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
     save([qkRows, vRows, output, tf.reshape(roundWeights, [groups * length * nHashes, 1])]);
     return {
       value: tf.reshape(output, [batch, heads, length, valueDim]),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [savedQk, savedV, savedOut, savedWeights] = saved as tf.Tensor2D[];
-        const dyRows = tf.reshape(dy, [groups * length, valueDim]) as tf.Tensor2D;
-        const { dqk, dv } = lshBackward(pass!, savedQk, savedV, dyRows, savedOut, savedWeights);
-        return [tf.reshape(dqk, [batch, heads, length, dim]), tf.reshape(dv, [batch, heads, length, valueDim])];
-      },
+      // In a scope of its own: the engine keeps a gradient function's leftovers until the whole backward pass ends.
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [savedQk, savedV, savedOut, savedWeights] = saved as tf.Tensor2D[];
+          const dyRows = tf.reshape(dy, [groups * length, valueDim]) as tf.Tensor2D;
+          const { dqk, dv } = lshBackward(pass!, savedQk, savedV, dyRows, savedOut, savedWeights);
+          return [tf.reshape(dqk, [batch, heads, length, dim]), tf.reshape(dv, [batch, heads, length, valueDim])];
+        }),
     };
   });
   // The scope frees the forward pass's intermediates; what the backward pass needs was saved (kept) by the tape.
@@ -993,7 +995,7 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAtte
     save([qkRows, vRows]);
     return {
       value: output,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
         const [savedQk, savedV] = saved as tf.Tensor2D[];
         const dyRows = tf.reshape(dy, [groups, length * valueDim]) as tf.Tensor2D;
         const dQueries: tf.Tensor[][] = Array.from({ length: groups }, () => []);
@@ -1034,7 +1036,7 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAtte
           tf.add(concatMany(dQueries[g]), normaliseKeysBackward(inputs.query, dKeys[g] as tf.Tensor))));
         const dv = tf.stack(dValues as tf.Tensor[]);
         return [tf.reshape(dqk, [batch, heads, length, dim]), tf.reshape(dv, [batch, heads, length, valueDim])];
-      },
+      }),
     };
   });
   return tf.tidy(() => attend(qk, v) as tf.Tensor4D);

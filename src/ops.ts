@@ -38,11 +38,13 @@ const matMulPlainGradient = tf.customGrad((...args: Array<tf.Tensor | tf.GradSav
   save([a, b]);
   return {
     value: tf.matMul(a, b),
-    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-      const [x, w] = saved as [tf.Tensor2D, tf.Tensor2D];
-      const g = dy as tf.Tensor2D;
-      return [tf.matMul(g, tf.transpose(w)), tf.matMul(tf.transpose(x), g)];
-    },
+    // In a scope of its own: the engine keeps a gradient function's leftovers (the transposes) until the backward pass ends.
+    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) =>
+      tf.tidy(() => {
+        const [x, w] = saved as [tf.Tensor2D, tf.Tensor2D];
+        const g = dy as tf.Tensor2D;
+        return [tf.matMul(g, tf.transpose(w)), tf.matMul(tf.transpose(x), g)];
+      }),
   };
 });
 

@@ -131,6 +131,28 @@ describeBackends('reformer LM', () => {
     });
   });
 
+  it('lmLoss gradient: dy·((Σ t)·softmax(logits) − t) per position, rows of zeros included, as plain loops', () => {
+    const [T, V] = [4, 5];
+    const z = Array.from({ length: T * V }, (_, i) => Math.sin(1.7 * i) * 3);
+    // One-hot rows, a row of zeros (a position that counts nothing) and a soft row.
+    const t = [0, 1, 0, 0, 0, /**/ 0, 0, 0, 0, 0, /**/ 0, 0, 0, 0, 1, /**/ 0.25, 0, 0.5, 0.25, 0];
+    const w = [0.5, -1.5, 2, 1];
+    tf.tidy(() => {
+      const [grad] = tf.grads((x: tf.Tensor) => tf.sum(tf.mul(lmLoss(tf.tensor3d(t, [1, T, V]), x), tf.tensor2d(w, [1, T]))))([tf.tensor3d(z, [1, T, V])]);
+      const actual = grad.dataSync();
+      for (let p = 0; p < T; p++) {
+        const row = z.slice(p * V, (p + 1) * V);
+        const top = Math.max(...row);
+        const total = row.reduce((s, x) => s + Math.exp(x - top), 0);
+        const mass = t.slice(p * V, (p + 1) * V).reduce((s, x) => s + x, 0);
+        for (let v = 0; v < V; v++) {
+          const expected = w[p] * (mass * (Math.exp(row[v] - top) / total) - t[p * V + v]);
+          expect(Math.abs(actual[p * V + v] - expected)).toBeLessThan(1e-5);
+        }
+      }
+    });
+  });
+
   it.each<[string, () => unknown, RegExp]>([
     ['attention kinds and numLayers disagree', () => reformerLM({ vocabSize: 4, maxLength: 8, attention: ['lsh', 'full'], numLayers: 3 }), /reformerLM: attention has 2 entries but numLayers is 3/],
     ['bad attention kind', () => reformerLM({ vocabSize: 4, maxLength: 8, attention: ['lsh', 'local' as 'lsh'] }), /reformerLM: attention\[1\] must be 'lsh' or 'full', got local/],
