@@ -70,6 +70,10 @@ export interface SweepPoint {
   profiledWallMs?: number;
   /** LSH only: ms in hashing + sorting (separate run of those stages). */
   hashSortMs?: number;
+  /** With `backward`: the forward pass alone, timed in the same runs (alternating with forward + backward). */
+  forwardMedianMs?: number;
+  /** With `backward` and `profile`: peak bytes of the forward pass alone. */
+  forwardPeakBytes?: number;
 }
 
 /** Useful FLOPs of LSH attention: each of R·T queries against L keys, for QK (D) and AV (Dv). */
@@ -159,7 +163,8 @@ export async function runSweep(options: SweepOptions, progress: Progress = () =>
       const last = previous.get(key);
       if (last) {
         const growth = variant === 'lsh' ? length / last.length : (length / last.length) ** 2;
-        const predictedSeconds = (last.ms * growth * (options.runs + 1)) / 1000;
+        // With backward, each run also times the forward pass (about a third of a forward + backward call).
+        const predictedSeconds = (last.ms * growth * (options.runs + 1) * (options.backward ? 4 / 3 : 1)) / 1000;
         if (predictedSeconds > options.budgetSeconds) {
           point.status = 'over-budget';
           point.reason = `predicted ${predictedSeconds.toFixed(0)} s for ${options.runs + 1} runs > budget ${options.budgetSeconds} s`;
@@ -170,14 +175,21 @@ export async function runSweep(options: SweepOptions, progress: Progress = () =>
       }
       try {
         const runs: number[] = [];
+        const forwardRuns: number[] = [];
+        const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
         for (let i = 0; i <= options.runs; i++) {
           say(`T=${length} ${label}: ${i === 0 ? 'warm-up' : `run ${i}/${options.runs}`}`);
           const ms = await timeOnce(call);
           if (i > 0) runs.push(ms);
+          if (options.backward) {
+            // The forward pass alone in the same run, so the ratio of the two sees the same machine.
+            const forwardMs = await timeOnce(() => forward(qk, v));
+            if (i > 0) forwardRuns.push(forwardMs);
+          }
         }
-        const sorted = [...runs].sort((a, b) => a - b);
         point.runsMs = runs;
-        point.medianMs = sorted[Math.floor(sorted.length / 2)];
+        point.medianMs = median(runs);
+        if (options.backward) point.forwardMedianMs = median(forwardRuns);
         point.gflops = point.usefulFlops / (point.medianMs * 1e6);
         point.rssBytes = process.memoryUsage().rss;
         previous.set(key, { length, ms: point.medianMs });
@@ -204,6 +216,12 @@ export async function runSweep(options: SweepOptions, progress: Progress = () =>
           });
           point.profiledWallMs = performance.now() - profileStart;
           point.peakBytes = info.peakBytes;
+          if (options.backward) {
+            const forwardInfo = await tf.profile(() => {
+              tf.dispose(forward(qk, v));
+            });
+            point.forwardPeakBytes = forwardInfo.peakBytes;
+          }
           const byName = new Map<string, { ms: number; calls: number }>();
           for (const kernel of info.kernels) {
             if (kernel.name === 'unnamed scope') continue; // a tf.customGrad op: its inner kernels are listed themselves

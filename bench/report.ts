@@ -77,6 +77,21 @@ export function markdown(report: SweepReport): string {
       lines.push(`| ${p.length} | ${label(p)} | ${((f.medianMs as number) / (p.medianMs as number)).toFixed(2)}× | ${memory}× |`);
     }
   }
+  // Forward + backward against the forward pass alone, timed in the same runs.
+  const paired = report.points.filter((p) => p.status === 'ok' && p.forwardMedianMs !== undefined);
+  if (paired.length > 0) {
+    lines.push('');
+    lines.push('| T | attention | forward ms | forward + backward ms | ratio | peak MiB forward | peak MiB forward + backward | ratio |');
+    lines.push('|---:|---|---:|---:|---:|---:|---:|---:|');
+    for (const p of paired) {
+      const f = p.forwardMedianMs as number;
+      const peaks = p.peakBytes && p.forwardPeakBytes ? `${(p.peakBytes / p.forwardPeakBytes).toFixed(2)}×` : '–';
+      lines.push(
+        `| ${p.length} | ${label(p)} | ${f.toFixed(1)} | ${(p.medianMs as number).toFixed(1)} | ${((p.medianMs as number) / f).toFixed(2)}× | ` +
+          `${mib(p.forwardPeakBytes)} | ${mib(p.peakBytes)} | ${peaks} |`,
+      );
+    }
+  }
   const profiled = report.points.filter((p) => p.variant === 'lsh' && p.kernels);
   const largest = profiled[profiled.length - 1];
   if (largest?.kernels) {

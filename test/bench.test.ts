@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { fullUsefulFlops, lshUsefulFlops, runSweep, type SweepOptions, type SweepPoint } from '../bench/attention_sweep.js';
-import { headline, makeReport, writeReport, type SweepReport } from '../bench/report.js';
+import { headline, makeReport, markdown, writeReport, type SweepReport } from '../bench/report.js';
 import { describeBackends } from './helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'lsh-bench-'));
@@ -76,6 +76,26 @@ describeBackends('attention benchmark', (backend) => {
     expect(md).toMatch(/Where the time goes/);
     expect(md).toMatch(/^# Attention sweep\n\nAt T=64 LSH attention with 2 hash rounds is [\d.]+× (faster|slower) than full attention/);
     expect(readFileSync(paths[2], 'utf8')).toMatch(/^<svg/);
+  });
+
+  it('with backward: times forward + backward and the forward pass alone in the same runs, and tables their ratios', async () => {
+    const options: SweepOptions = { ...tiny, lengths: [32], nHashes: [2], backward: true };
+    const before = tf.memory().numTensors;
+    const points = await runSweep(options);
+    expect(tf.memory().numTensors).toBe(before);
+    for (const p of points) {
+      expect(p.status).toBe('ok');
+      expect(p.forwardMedianMs).toBeGreaterThan(0);
+      expect(p.forwardPeakBytes).toBeGreaterThan(0);
+      // A tape keeps more than the forward pass alone.
+      expect(p.peakBytes as number).toBeGreaterThan(p.forwardPeakBytes as number);
+    }
+    const md = markdown(makeReport(options, 1, points));
+    const lsh = points[0];
+    expect(md).toContain(
+      `| 32 | lsh R=2 | ${(lsh.forwardMedianMs as number).toFixed(1)} | ${(lsh.medianMs as number).toFixed(1)} | ` +
+        `${((lsh.medianMs as number) / (lsh.forwardMedianMs as number)).toFixed(2)}× |`,
+    );
   });
 
   it('reports lengths over the time budget or out of memory, and goes on', async () => {
