@@ -216,12 +216,6 @@ export async function runSweep(options: SweepOptions, progress: Progress = () =>
           });
           point.profiledWallMs = performance.now() - profileStart;
           point.peakBytes = info.peakBytes;
-          if (options.backward) {
-            const forwardInfo = await tf.profile(() => {
-              tf.dispose(forward(qk, v));
-            });
-            point.forwardPeakBytes = forwardInfo.peakBytes;
-          }
           const byName = new Map<string, { ms: number; calls: number }>();
           for (const kernel of info.kernels) {
             if (kernel.name === 'unnamed scope') continue; // a tf.customGrad op: its inner kernels are listed themselves
@@ -234,6 +228,13 @@ export async function runSweep(options: SweepOptions, progress: Progress = () =>
           point.kernels = [...byName.entries()]
             .map(([name, e]) => ({ name, ms: e.ms, calls: e.calls }))
             .sort((a, b) => b.ms - a.ms);
+          if (options.backward) {
+            // After the breakdown above: tf.profile returns the engine's one profile object, which the next call refills.
+            const forwardInfo = await tf.profile(() => {
+              tf.dispose(forward(qk, v));
+            });
+            point.forwardPeakBytes = forwardInfo.peakBytes;
+          }
         }
       } catch (error) {
         const message = (error as Error).message;
