@@ -63,7 +63,7 @@ function numberFlag(name: keyof typeof flags, real: number, tiny: number): numbe
 const settings = {
   context: numberFlag('context', 16384, 256),
   shortContext: numberFlag('short-context', 512, 64),
-  steps: numberFlag('steps', 60, 30),
+  steps: numberFlag('steps', 120, 30),
   modelSize: numberFlag('model-size', 64, 32),
   numLayers: numberFlag('layers', 2, 1),
   numHeads: numberFlag('heads', 2, 2),

@@ -717,6 +717,21 @@ function lshBackward(
   };
 }
 
+/**
+ * aᵀ·b of a [r, m] and b [r, n] → [m, n]. On wasm as plain matMuls with
+ * explicit transposes of whatever is smaller: a, or b and the result
+ * ((bᵀ·a)ᵀ). wasm's transposed matMul is a naive loop, its Transpose of a
+ * [4096, 4096] block takes ≈190 ms, and the batched kernel of src/kernels is
+ * made for many small matrices (it ran full attention's
+ * [4096, 4096]ᵀ·[4096, 64] at 2.9 GFLOP/s).
+ */
+function matMulTransposeA(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  if (tf.getBackend() !== 'wasm') return tf.matMul(a, b, true, false);
+  const [r, m] = a.shape;
+  const n = b.shape[1];
+  return r * n + n * m < r * m ? tf.transpose(tf.matMul(tf.transpose(b), a)) : tf.matMul(tf.transpose(a), b);
+}
+
 /** A tensor's values (synchronously: a gradient function cannot await). */
 function readValues(x: tf.Tensor): Float32Array {
   return x.dataSync() as Float32Array;
@@ -1013,13 +1028,12 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAtte
           const [dQuery, dKey, dValue] = tf.tidy(() => {
             const { queries, weights, scales, attended } = blockWeights(query, keysT, g, firstRow, rows, fill);
             const dOutRows = tf.slice(dOut, [firstRow, 0], [rows, valueDim]);
-            // Transposed products through batchMatMul (the wasm kernel; tf.matMul's transposes are slow there).
-            const dValue = tf.reshape(batchMatMul(tf.reshape(attended, [1, rows, length]) as tf.Tensor3D, tf.reshape(dOutRows, [1, rows, valueDim]) as tf.Tensor3D, true, false), [length, valueDim]);
+            const dValue = matMulTransposeA(attended as tf.Tensor2D, dOutRows as tf.Tensor2D); // [T, Dv]
             let dWeights = tf.matMul(dOutRows, valueT) as tf.Tensor; // [rows, T]
             if (scales) dWeights = tf.mul(dWeights, scales);
             const keep = tf.cast(tf.equal(tf.reshape(fill, [rows, length]), 0), 'float32');
             const dLogits = tf.mul(tf.mul(weights, tf.sub(dWeights, tf.sum(tf.mul(dWeights, weights), 1, true))), keep) as tf.Tensor2D;
-            const dKey = tf.reshape(batchMatMul(tf.reshape(dLogits, [1, rows, length]) as tf.Tensor3D, tf.reshape(queries, [1, rows, dim]) as tf.Tensor3D, true, false), [length, dim]);
+            const dKey = matMulTransposeA(dLogits, queries as tf.Tensor2D); // [T, D]
             return [tf.matMul(dLogits, keys), dKey, dValue];
           });
           dQueries[g].push(dQuery);
