@@ -368,6 +368,22 @@ const table = [
 ].join('\n');
 console.log(`\nHeld-out bits per character (${evalChars} characters of ${corpus.heldOutFiles} held-out files; uniform would be ${Math.log2(vocab).toFixed(3)}):\n`);
 console.log(table);
+// What the numbers say, from the numbers.
+const gain = scores[1] - scores[0];
+const meanOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+const stillFalling = meanOf(long.losses.slice(-20, -10)) - meanOf(long.losses.slice(-10));
+const reading =
+  `Both models beat the unigram baseline by ${(unigram - Math.max(...scores)).toFixed(2)}–${(unigram - Math.min(...scores)).toFixed(2)} bits per character. ` +
+  (Math.abs(gain) < 0.02
+    ? `The long context makes no measurable difference at this training budget (${gain >= 0 ? '+' : ''}${gain.toFixed(3)} bits): `
+    : gain > 0
+      ? `The long context is ${gain.toFixed(3)} bits per character better. `
+      : `The short-context model is ${(-gain).toFixed(3)} bits per character better at this training budget: `) +
+  (gain > 0.02
+    ? ''
+    : `after ${settings.steps} steps (${((settings.steps * settings.context) / 1e6).toFixed(1)}M characters) both are early in training ` +
+      `(the long model's training loss fell ${stillFalling.toFixed(2)} bits over its last 20 steps), and what a model learns first needs little context.`);
+console.log(`\n${reading}`);
 
 let fullLine: string;
 if (flags['no-full'] === true) {
@@ -420,6 +436,8 @@ if (out !== undefined) {
     '## Results',
     '',
     table,
+    '',
+    reading,
     '',
     ...runs.map(
       (run) =>
