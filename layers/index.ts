@@ -13,6 +13,16 @@ export {
   type SelfAttentionArgs,
 } from './self_attention.js';
 export {
+  FullMultiHeadAttention,
+  LSHMultiHeadAttention,
+  fullMultiHeadAttention,
+  lshMultiHeadAttention,
+  paddingMaskFromAttentionMask,
+  type LSHMultiHeadAttentionArgs,
+  type MultiHeadAttentionArgs,
+  type MultiHeadAttentionCallOptions,
+} from './multihead_attention.js';
+export {
   ChunkedFeedForward,
   chunkedFeedForward,
   mapPositionChunks,

@@ -107,6 +107,11 @@ export interface AttendOptions {
   training?: boolean;
   /** Seed for this call's rotations and dropout (training mode). Default: the next from the layer's stream. */
   callSeed?: Seed;
+  /**
+   * Causal masking for this call only (the MultiHeadAttention-style layers'
+   * `useCausalMask`). Default: the layer's `causal`.
+   */
+  causal?: boolean;
 }
 
 /** The base: weights, shapes, masks and padding; subclasses supply the attention. */
@@ -328,8 +333,9 @@ export class LSHSelfAttention extends SelfAttentionBase {
   readonly oneChunkPerRound: boolean;
 
   constructor(args: LSHSelfAttentionArgs = {}) {
-    super(args, 'LSHSelfAttention');
-    const who = 'LSHSelfAttention';
+    // The subclass's name (LSHMultiHeadAttention) in messages when it is one.
+    super(args, new.target.className);
+    const who = this.getClassName();
     this.nHashes = args.nHashes ?? 1;
     this.chunkLength = args.chunkLength ?? 64;
     this.numChunksBefore = args.numChunksBefore ?? 1;
@@ -353,7 +359,7 @@ export class LSHSelfAttention extends SelfAttentionBase {
 
   /** The core's settings for a (padded) length: one resolution, shared with lshAttention. */
   private settings(length: number) {
-    return resolveLSHSettings('LSHSelfAttention', length, 1, {
+    return resolveLSHSettings(this.getClassName(), length, 1, {
       nHashes: this.nHashes,
       chunkLength: this.chunkLengthFor(length),
       numChunksBefore: this.numChunksBefore,
@@ -392,7 +398,7 @@ export class LSHSelfAttention extends SelfAttentionBase {
       chunkLength,
       numChunksBefore: this.numChunksBefore,
       numChunksAfter: this.numChunksAfter,
-      causal: this.causal,
+      causal: options.causal ?? this.causal,
       mask: paddedMask ?? undefined,
       hashFamily: this.hashFamily,
       dropout: training ? this.dropout : 0,
@@ -426,13 +432,13 @@ export class FullSelfAttention extends SelfAttentionBase {
   static className = 'FullSelfAttention';
 
   constructor(args: SelfAttentionArgs = {}) {
-    super(args, 'FullSelfAttention');
+    super(args, new.target.className);
   }
 
   protected attend(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions): tf.Tensor4D {
     const training = options.training === true;
     return fullAttention(qk, v, {
-      causal: this.causal,
+      causal: options.causal ?? this.causal,
       mask: mask ?? undefined,
       dropout: training ? this.dropout : 0,
       dropoutSeed: training ? this.callSeed(options) : undefined,
