@@ -19,6 +19,7 @@ import {
   paddingMaskFromAttentionMask,
 } from '../layers/index.js';
 import { fileSystem } from '../layers/file_io.js';
+import { checkEquivalence, exactLSH, expectEquivalent, fullAttentionTwin } from '../layers/testing/index.js';
 import { describeBackends, expectTensorsClose, maxAbsDiff, randomTensor } from './helpers.js';
 import { referenceFullAttention } from './reference.js';
 
@@ -216,6 +217,30 @@ describeBackends('MultiHeadAttention-compatible layers', () => {
       model.dispose();
       loaded.dispose();
     }
+  });
+
+  it('works with the testing tools: the full twin and exact mode convert these layers, causal calls included', async () => {
+    const length = 16;
+    const x = tf.input({ shape: [length, M] });
+    const padding = tf.input({ shape: [length] });
+    const attention = lshMultiHeadAttention({ numHeads: HEADS, keyDim: KEY_DIM, nHashes: 2, chunkLength: 4, seed: 2 });
+    const model = tf.model({ inputs: [x, padding], outputs: attention.apply(x, { value: x, attentionMask: padding, useCausalMask: true }) as tf.SymbolicTensor });
+    randomizeWeights(attention, 30);
+    const twin = fullAttentionTwin(model);
+    const exact = exactLSH(model);
+    expect(twin.layers.map((layer) => layer.getClassName())).toContain('FullMultiHeadAttention');
+    expect(exact.layers.find((layer) => layer instanceof LSHMultiHeadAttention)?.getConfig().oneChunkPerRound).toBe(true);
+    const inputs = [randomTensor([B, length, M], 31), tf.tensor2d(paddingRows(length))];
+    const report = await expectEquivalent(model, inputs, { gradients: true });
+    expect(report.layers).toHaveLength(1);
+    // A twin that is not the model is caught.
+    const [twinLayer] = twin.layers.filter((layer) => layer instanceof FullMultiHeadAttention);
+    tf.tidy(() => twinLayer.setWeights(twinLayer.getWeights().map((w) => tf.mul(w, 1.1))));
+    expect((await checkEquivalence(model, inputs, { twin })).equivalent).toBe(false);
+    tf.dispose(inputs);
+    twin.dispose();
+    exact.dispose();
+    model.dispose();
   });
 
   it('takes the mask an embedding({maskZero: true}) propagates, as the self-attention layers do', () => {

@@ -89,6 +89,8 @@ export interface AttentionCall {
   mask: tf.Tensor2D | null;
   /** [B, T, M] */
   output: tf.Tensor3D;
+  /** The call's causal setting, when it overrode the layer's (the MultiHeadAttention-style layers' useCausalMask). */
+  causal: boolean | undefined;
 }
 
 /**
@@ -115,6 +117,7 @@ export class AttentionRecorder {
             input: tf.keep(tf.clone(x)),
             mask: mask === null ? null : tf.keep(tf.clone(mask)),
             output: tf.keep(tf.clone(output)),
+            causal: options?.causal,
           });
         }
         return output;

@@ -288,7 +288,7 @@ async function checkWith(
       const calls = recorder.calls[i];
       let worst: Comparison = { maxDifference: 0, scale: 0, relativeError: 0 };
       for (const call of calls) {
-        const twinOutput = tf.tidy(() => (twinAttention[i] as SelfAttentionBase).attendModel(call.input, call.mask, { training: false }));
+        const twinOutput = tf.tidy(() => (twinAttention[i] as SelfAttentionBase).attendModel(call.input, call.mask, { training: false, causal: call.causal }));
         const comparison = await compareTensors(call.output, twinOutput, call.mask);
         twinOutput.dispose();
         // NaN counts as the worst.

@@ -31,6 +31,12 @@ export const LSH_ONLY_ARGS: readonly string[] = [
   'oneChunkPerRound',
 ];
 
+/** The LSH layer classes and the full-attention class each becomes in a twin (same weights, same arguments less LSH_ONLY_ARGS). */
+const FULL_TWIN_CLASS: Readonly<Record<string, string>> = {
+  LSHSelfAttention: 'FullSelfAttention',
+  LSHMultiHeadAttention: 'FullMultiHeadAttention',
+};
+
 type ConfigValue = tf.serialization.ConfigDictValue;
 type ConfigDict = tf.serialization.ConfigDict;
 
@@ -58,7 +64,7 @@ function isLayerEntry(value: ConfigValue): value is LayerEntry {
 function rewriteLSHEntries(value: ConfigValue, rewrite: (entry: LayerEntry) => void): number {
   if (value === null || typeof value !== 'object') return 0;
   if (Array.isArray(value)) return value.reduce<number>((count, item) => count + rewriteLSHEntries(item, rewrite), 0);
-  if (isLayerEntry(value) && value.className === 'LSHSelfAttention') {
+  if (isLayerEntry(value) && Object.hasOwn(FULL_TWIN_CLASS, value.className)) {
     rewrite(value);
     return 1;
   }
@@ -136,7 +142,7 @@ export function copyWeights(who: string, from: tfl.LayersModel, to: tfl.LayersMo
  */
 export function fullAttentionTwin(model: tfl.LayersModel): tfl.LayersModel {
   return rebuildModel('fullAttentionTwin', model, (entry) => {
-    entry.className = 'FullSelfAttention';
+    entry.className = FULL_TWIN_CLASS[entry.className];
     for (const key of LSH_ONLY_ARGS) delete entry.config[key];
   });
 }
