@@ -70,7 +70,7 @@ const settings = {
   nHashes: numberFlag('hashes', 2, 2),
   chunkLength: numberFlag('chunk', 64, 16),
   feedForwardUnits: numberFlag('ff', 256, 64),
-  learningRate: numberFlag('lr', 0.003, 0.01),
+  learningRate: numberFlag('lr', 0.01, 0.01),
   evalWindows: numberFlag('eval-windows', 4, 2),
   sampleChars: numberFlag('sample-chars', 240, 20),
   seed: numberFlag('seed', 1, 1),
@@ -381,8 +381,11 @@ const reading =
       : `The short-context model is ${(-gain).toFixed(3)} bits per character better at this training budget: `) +
   (gain > 0.02
     ? ''
-    : `after ${settings.steps} steps (${((settings.steps * settings.context) / 1e6).toFixed(1)}M characters) both are early in training ` +
-      `(the long model's training loss fell ${stillFalling.toFixed(2)} bits over its last 20 steps), and what a model learns first needs little context.`);
+    : `after ${settings.steps} steps (${((settings.steps * settings.context) / 1e6).toFixed(1)}M characters) the long model's training loss ` +
+      (stillFalling > 0.05
+        ? `was still falling (${stillFalling.toFixed(2)} bits over its last 20 steps): a longer run may change this.`
+        : `had levelled off (${stillFalling >= 0 ? '−' : '+'}${Math.abs(stillFalling).toFixed(2)} bits over its last 20 steps): ` +
+          `at this size the model gains nothing from what lies beyond 512 characters.`));
 console.log(`\n${reading}`);
 
 let fullLine: string;
