@@ -32,6 +32,7 @@ export {
   type FeedForwardOptions,
   type FeedForwardSliceOptions,
 } from './chunked_feed_forward.js';
+export { PositionwiseDense, positionwiseDense, type PositionwiseDenseArgs } from './positionwise_dense.js';
 export {
   AxialPositionEmbedding,
   PositionEmbedding,

@@ -3,7 +3,7 @@
  *
  *     tokens [B, T] → embedding → position embedding (learned or axial)
  *       → reversible blocks (LSH or full attention per block, chunked feed-forward)
- *       → layer norm → dense → logits [B, T, V]
+ *       → layer norm → dense (PositionwiseDense) → logits [B, T, V]
  *
  * {@link reformerLM} returns an ordinary `tf.LayersModel`: compile it with
  * {@link lmLoss}, train it with `model.fit`, save and load it with
@@ -23,6 +23,7 @@ import { AxialPositionEmbedding, PositionEmbedding } from './position_embeddings
 import { ReversibleStack } from './reversible.js';
 import { FullSelfAttention, LSHSelfAttention, type SelfAttentionBase } from './self_attention.js';
 import { LayerNorm } from './layer_norm.js';
+import { PositionwiseDense } from './positionwise_dense.js';
 import { reseeded, resolveInitializer, resolveRegularizer, type InitializerArg, type RegularizerArg } from './weight_args.js';
 
 /** The attention of one block. */
@@ -211,14 +212,13 @@ export function reformerLM(args: ReformerLMArgs): tfl.LayersModel {
   const normed = new LayerNorm().apply(hidden) as tfl.SymbolicTensor;
   const outputSeed = nextSeed(seeds);
   const output = weightArgs();
-  const logits = tfl.layers
-    .dense({
-      units: args.vocabSize,
-      kernelInitializer: output.kernelInitializer ?? tfl.initializers.glorotUniform({ seed: outputSeed }),
-      kernelRegularizer,
-      biasRegularizer,
-    })
-    .apply(normed) as tfl.SymbolicTensor;
+  const logits = new PositionwiseDense({
+    units: args.vocabSize,
+    kernelInitializer: output.kernelInitializer ?? tfl.initializers.glorotUniform({ seed: outputSeed }),
+    kernelRegularizer,
+    biasRegularizer,
+    seed: outputSeed,
+  }).apply(normed) as tfl.SymbolicTensor;
   return tfl.model({ inputs: tokens, outputs: logits, name: args.name });
 }
 

@@ -110,7 +110,7 @@ describeBackends('reformer LM', () => {
       'PositionEmbedding',
       'ReversibleStack',
       'LayerNorm',
-      'Dense',
+      'PositionwiseDense',
     ]);
     expect(setNHashes(model, 2)).toBe(0);
     tf.tidy(() => {
