@@ -25,7 +25,7 @@ import { batchMatMul } from './kernels/batch_matmul.js';
 import { maskedSoftmax } from './kernels/masked_softmax.js';
 import { formatBytes, guardMemory, recordingGradients } from './memory.js';
 import { MAX_SORT_KEYS, sortItemsOnHost } from './sorting.js';
-import { gatherRowsUnchecked } from './ops.js';
+import { gatherRowsUnchecked, matMulTransposeA } from './ops.js';
 import { assertSeed, freshSeed, type Seed } from './random.js';
 import {
   assertBoolean,
@@ -715,21 +715,6 @@ function lshBackward(
     dqk: tf.tensor2d(dqkSum, [groups * length, dim]),
     dv: tf.tensor2d(dvSum, [groups * length, valueDim]),
   };
-}
-
-/**
- * aᵀ·b of a [r, m] and b [r, n] → [m, n]. On wasm as plain matMuls with
- * explicit transposes of whatever is smaller: a, or b and the result
- * ((bᵀ·a)ᵀ). wasm's transposed matMul is a naive loop, its Transpose of a
- * [4096, 4096] block takes ≈190 ms, and the batched kernel of src/kernels is
- * made for many small matrices (it ran full attention's
- * [4096, 4096]ᵀ·[4096, 64] at 2.9 GFLOP/s).
- */
-function matMulTransposeA(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
-  if (tf.getBackend() !== 'wasm') return tf.matMul(a, b, true, false);
-  const [r, m] = a.shape;
-  const n = b.shape[1];
-  return r * n + n * m < r * m ? tf.transpose(tf.matMul(tf.transpose(b), a)) : tf.matMul(tf.transpose(a), b);
 }
 
 /** A tensor's values (synchronously: a gradient function cannot await). */

@@ -32,6 +32,21 @@ function checkRowIndices(who: string, x: unknown, indices: unknown, what = 'indi
   }
 }
 
+/**
+ * aᵀ·b of a [r, m] and b [r, n] → [m, n]. On wasm as plain matMuls with
+ * explicit transposes of whatever is smaller: a, or b and the result
+ * ((bᵀ·a)ᵀ). wasm's transposed matMul is a naive loop, its Transpose of a
+ * [4096, 4096] block takes ≈190 ms, and the batched kernel of src/kernels is
+ * made for many small matrices (it ran full attention's
+ * [4096, 4096]ᵀ·[4096, 64] at 2.9 GFLOP/s).
+ */
+export function matMulTransposeA(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  if (tf.getBackend() !== 'wasm') return tf.matMul(a, b, true, false);
+  const [r, m] = a.shape;
+  const n = b.shape[1];
+  return r * n + n * m < r * m ? tf.transpose(tf.matMul(tf.transpose(b), a)) : tf.matMul(tf.transpose(a), b);
+}
+
 /** a [N, K]·b [K, M] with the gradient's products un-transposed (explicit transposes, then plain matMuls). */
 const matMulPlainGradient = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
   const [a, b, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
@@ -43,7 +58,7 @@ const matMulPlainGradient = tf.customGrad((...args: Array<tf.Tensor | tf.GradSav
       tf.tidy(() => {
         const [x, w] = saved as [tf.Tensor2D, tf.Tensor2D];
         const g = dy as tf.Tensor2D;
-        return [tf.matMul(g, tf.transpose(w)), tf.matMul(tf.transpose(x), g)];
+        return [tf.matMul(g, tf.transpose(w)), matMulTransposeA(x, g)];
       }),
   };
 });
