@@ -73,9 +73,25 @@ export function layerLabel(p: { variant: LayerVariant; nHashes: number | null })
   return p.variant === 'mha' ? 'MultiHeadAttention (tfjs-layers)' : p.variant === 'full' ? 'fullMultiHeadAttention' : `lshMultiHeadAttention R=${p.nHashes}`;
 }
 
-/** How a layer's time grows with T between lengths: the attention part's order (projections grow more slowly). */
-function growthOrder(variant: LayerVariant): number {
-  return variant === 'lsh' ? 1 : 2;
+/**
+ * The predicted time (ms) of a series at `length` from its earlier points
+ * (oldest first): the last time scaled by (length / its length)^k, where k
+ * is the growth measured between the last two points, kept within [1, 2]
+ * (a layer is at least linear in T, and attention at most quadratic), or,
+ * with one point, the attention part's order (1 for LSH, 2 for the
+ * others). Measured growth matters: MultiHeadAttention on cpu spends most
+ * of its time in projections at short lengths (36.6 s at T=64, 50.6 s at
+ * 128 in one run), where T² would predict 4× per doubling.
+ */
+export function predictMs(variant: LayerVariant, history: Array<{ length: number; ms: number }>, length: number): number {
+  const last = history[history.length - 1];
+  let order = variant === 'lsh' ? 1 : 2;
+  if (history.length >= 2) {
+    const before = history[history.length - 2];
+    const measured = Math.log(last.ms / before.ms) / Math.log(last.length / before.length);
+    order = Math.min(2, Math.max(1, measured));
+  }
+  return last.ms * (length / last.length) ** order;
 }
 
 /** A layer with one call form: `run(x)` → [B, T, M], and its weights. */
@@ -173,8 +189,8 @@ function classify(message: string): LayerPoint['status'] {
  * Runs the layer sweep on the current backend: at each T, tfjs-layers'
  * MultiHeadAttention, fullMultiHeadAttention, then lshMultiHeadAttention for
  * each R, on the same input x [B, T, M] (self-attention: query = value = x).
- * A point is skipped as over budget when the previous length's time, scaled
- * by T (LSH) or T² (the others), predicts more than its budget for the
+ * A point is skipped as over budget when the series' earlier times
+ * ({@link predictMs}) predict more than its budget for the
  * warm-up, runs and profile; at the first length the warm-up itself is
  * the prediction. A variant that is unsupported on the backend is tried once
  * and reported at every length.
@@ -190,7 +206,8 @@ export async function runLayerSweep(options: LayerSweepOptions, progress: (messa
     ...options.nHashes.map((r) => ({ variant: 'lsh' as const, nHashes: r })),
   ];
   const subjects = new Map<string, Subject>();
-  const previous = new Map<string, { length: number; ms: number }>();
+  const previous = new Map<string, Array<{ length: number; ms: number }>>();
+  const remember = (key: string, length: number, ms: number) => previous.set(key, [...(previous.get(key) ?? []), { length, ms }]);
   const unsupported = new Map<string, string>();
   const points: LayerPoint[] = [];
   const started = performance.now();
@@ -215,9 +232,9 @@ export async function runLayerSweep(options: LayerSweepOptions, progress: (messa
           continue;
         }
         const budget = variant === 'mha' ? options.mhaBudgetSeconds : options.budgetSeconds;
-        const last = previous.get(key);
-        if (last) {
-          const predicted = (last.ms * (length / last.length) ** growthOrder(variant) * callsPerPoint) / 1000;
+        const history = previous.get(key);
+        if (history) {
+          const predicted = (predictMs(variant, history, length) * callsPerPoint) / 1000;
           if (predicted > budget) {
             point.status = 'over-budget';
             point.reason = `predicted ${predicted.toFixed(0)} s for ${callsPerPoint} calls > budget ${budget} s`;
@@ -259,10 +276,10 @@ export async function runLayerSweep(options: LayerSweepOptions, progress: (messa
             say(`layers T=${length} ${label}: ${i === 0 ? 'warm-up' : `run ${i}/${options.runs}`}`);
             const ms = await timeOnce(call);
             if (i > 0) runs.push(ms);
-            else if (!last && (ms * (callsPerPoint - 1)) / 1000 > budget) {
+            else if (!history && (ms * (callsPerPoint - 1)) / 1000 > budget) {
               point.status = 'over-budget';
               point.reason = `the warm-up took ${(ms / 1000).toFixed(1)} s, so ${callsPerPoint - 1} more calls would take ≈${((ms * (callsPerPoint - 1)) / 1000).toFixed(0)} s > budget ${budget} s`;
-              previous.set(key, { length, ms });
+              remember(key, length, ms);
               break;
             }
           }
@@ -273,7 +290,7 @@ export async function runLayerSweep(options: LayerSweepOptions, progress: (messa
           point.runsMs = runs;
           point.medianMs = median(runs);
           point.parameters = weights().reduce((n, w) => n + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
-          previous.set(key, { length, ms: point.medianMs });
+          remember(key, length, point.medianMs);
           if (options.profile) {
             say(`layers T=${length} ${label}: profiling`);
             const info = await tf.profile(() => {

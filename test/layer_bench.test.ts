@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { layerLabel, runLayerSweep, type LayerPoint, type LayerSweepOptions } from '../bench/layer_sweep.js';
+import { layerLabel, predictMs, runLayerSweep, type LayerPoint, type LayerSweepOptions } from '../bench/layer_sweep.js';
 import { layerHeadline, makeReport, writeReport, type SweepReport } from '../bench/report.js';
 import type { SweepOptions } from '../bench/attention_sweep.js';
 import { describeBackends } from './helpers.js';
@@ -137,5 +137,18 @@ describe('layerHeadline', () => {
     expect(sentence).toBe(
       `tfjs-layers' MultiHeadAttention could not run (T=1024: unsupported: ${reason}); at T=1024: lshMultiHeadAttention (R=4) 0.14 s, fullMultiHeadAttention 0.11 s.`,
     );
+  });
+});
+
+describe('predictMs: how the layer sweep predicts the next length', () => {
+  it('uses the order of attention with one point, the measured growth (within [1, 2]) with two', () => {
+    expect(predictMs('lsh', [{ length: 64, ms: 100 }], 128)).toBeCloseTo(200, 9);
+    expect(predictMs('mha', [{ length: 64, ms: 100 }], 128)).toBeCloseTo(400, 9);
+    // Measured 1.5 per doubling: below linear, so linear.
+    expect(predictMs('mha', [{ length: 64, ms: 100 }, { length: 128, ms: 150 }], 256)).toBeCloseTo(300, 9);
+    // Measured 3 per doubling: k = log2 3.
+    expect(predictMs('full', [{ length: 64, ms: 100 }, { length: 128, ms: 300 }], 512)).toBeCloseTo(2700, 6);
+    // Measured 8 per doubling: capped at quadratic.
+    expect(predictMs('full', [{ length: 64, ms: 10 }, { length: 128, ms: 80 }], 256)).toBeCloseTo(320, 9);
   });
 });
