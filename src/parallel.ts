@@ -71,9 +71,23 @@ export function setParallelRunner(next: ParallelRunner | undefined): void {
   runner = next;
 }
 
+let limit = Number.POSITIVE_INFINITY;
+
 /** Threads the attention functions use for a call they can split (1 when no pool runs). */
 export function attentionThreads(): number {
-  return runner?.threads ?? 1;
+  return Math.min(runner?.threads ?? 1, limit);
+}
+
+/**
+ * Uses at most `threads` of the pool's threads (Infinity: all); returns the
+ * previous limit. For comparing thread counts in one process (the
+ * benchmark's --threads) without restarting the pool.
+ */
+export function limitThreads(threads: number): number {
+  if (!(threads >= 1)) throw new Error(`limitThreads: threads must be at least 1, got ${threads}`);
+  const previous = limit;
+  limit = threads;
+  return previous;
 }
 
 /**
@@ -118,7 +132,7 @@ export function runInParallel(
   keysPerQuery: number,
   local: (qk: tf.Tensor4D, v: tf.Tensor4D, options: Record<string, unknown>) => tf.Tensor4D,
 ): tf.Tensor4D | undefined {
-  if (runner === undefined || running || runner.threads < 2 || tf.getBackend() !== 'wasm' || recordingGradients()) return undefined;
+  if (runner === undefined || running || attentionThreads() < 2 || tf.getBackend() !== 'wasm' || recordingGradients()) return undefined;
   const [batch, heads, length] = qk.shape;
   if (batch * heads * length * keysPerQuery < minimumWork) return undefined;
   const given = options as Record<string, unknown>;
@@ -132,7 +146,7 @@ export function runInParallel(
   if (size < 2) return undefined;
   // With the batch split, each slice needs its rows of the padding mask: not split that way (one head is rare).
   if (axis === 0 && given.mask !== undefined) return undefined;
-  const threads = Math.min(runner.threads, size);
+  const threads = Math.min(attentionThreads(), size);
   const slices: ParallelSlice[] = [];
   for (let t = 0; t < threads; t++) {
     slices.push({ start: Math.floor((t * size) / threads), end: Math.floor(((t + 1) * size) / threads) });

@@ -14,9 +14,8 @@ import { ERROR_BYTES, HEADER_BYTES, STATE_DONE, STATE_FAILED, type SliceMessage 
 const port = parentPort;
 if (port === null) throw new Error('thread_worker: run it as a worker thread (src/threads.ts starts it)');
 
-await initBackend({ backend: 'wasm' });
-
-port.on('message', (m: SliceMessage) => {
+/** Computes one slice into the shared buffer and wakes the calling thread. */
+function compute(m: SliceMessage): void {
   const header = new Int32Array(m.buffer, 0, 2);
   try {
     tf.tidy(() => {
@@ -36,5 +35,13 @@ port.on('message', (m: SliceMessage) => {
     Atomics.store(header, 0, STATE_FAILED);
   }
   Atomics.notify(header, 0);
-});
-port.postMessage('ready');
+}
+
+// No top-level await: the CommonJS build has this file too.
+void initBackend({ backend: 'wasm', threads: 1 }).then(
+  () => {
+    port.on('message', compute);
+    port.postMessage('ready');
+  },
+  (error: Error) => port.postMessage(`failed to load the wasm backend: ${error.message}`),
+);

@@ -10,6 +10,8 @@ import { initBackend } from '../src/backend.js';
 import { fullAttention, lshAttention } from '../src/index.js';
 import { attentionThreads, parallelCalls, parallelRunner, setParallelMinimumWork, type ParallelFunction } from '../src/parallel.js';
 import { startThreads, stopThreads } from '../src/threads.js';
+import { runSweep, type SweepOptions } from '../bench/attention_sweep.js';
+import { makeReport, markdown } from '../bench/report.js';
 
 /** Bitwise comparison of two outputs: the index of the first differing value, or -1. */
 function firstDifference(a: tf.Tensor, b: tf.Tensor): number {
@@ -138,6 +140,35 @@ describe('attention threads [wasm]', () => {
     tf.dispose(lshAttention(x, y, { nHashes: 1, chunkLength: 8, seed: 1 }));
     expect(parallelCalls()).toBe(before + 1);
     tf.dispose([x, y]);
+  });
+
+  it('the benchmark runs each variant with each thread count and tables the speed-up over one thread', async () => {
+    await startThreads(2);
+    const options: SweepOptions = {
+      lengths: [32], batch: 1, heads: 2, dim: 8, nHashes: [2], chunkLength: 8, numChunksBefore: 1,
+      backward: false, runs: 1, budgetSeconds: 600, profile: false, full: true, threads: [1, 2],
+    };
+    const points = await runSweep(options);
+    expect(points.map((p) => `${p.variant}:${p.threads}:${p.split ?? '-'}`)).toEqual(['lsh:1:-', 'lsh:2:true', 'full:1:-', 'full:2:true']);
+    expect(attentionThreads()).toBe(2); // the sweep gives the pool back whole
+    const md = markdown(makeReport(options, 1, points));
+    for (const p of points) expect(md).toContain(`| 32 | ${p.variant === 'lsh' ? 'lsh R=2' : 'full'} | ${p.threads} | ${(p.medianMs as number).toFixed(1)} |`);
+    const [lsh1, lsh2] = points;
+    expect(md).toContain(`| 32 | lsh R=2 | 2 | ${((lsh1.medianMs as number) / (lsh2.medianMs as number)).toFixed(2)}× |`);
+  });
+
+  it('stops, and reads TFJS_THREADS', async () => {
+    await stopThreads();
+    expect(attentionThreads()).toBe(1);
+    const saved = process.env.TFJS_THREADS;
+    try {
+      process.env.TFJS_THREADS = '2';
+      expect(await startThreads()).toBe(2);
+      process.env.TFJS_THREADS = 'many';
+      await expect(startThreads()).rejects.toThrow(/startThreads: TFJS_THREADS must be a positive integer, got "many"; unset it/);
+    } finally {
+      process.env.TFJS_THREADS = saved;
+    }
   });
 
   it('refuses a bad thread count with the fix', async () => {
