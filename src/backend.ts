@@ -126,3 +126,6 @@ export function describeBackend(): string {
   }
   return `${name} (${details.join(', ')})`;
 }
+
+export { machineCores, startThreads, stopThreads } from './threads.js';
+export { attentionThreads } from './parallel.js';
