@@ -48,6 +48,10 @@ export function makeReport(
 
 const mib = (bytes: number | undefined) => (bytes === undefined ? '–' : (bytes / 2 ** 20).toFixed(0));
 const label = (p: SweepPoint) => (p.variant === 'lsh' ? `lsh R=${p.nHashes}` : 'full');
+/** A chart series: the attention, and its threads when more than one. */
+const series = (p: SweepPoint) => `${label(p)}${(p.threads ?? 1) > 1 ? `, ${p.threads} threads` : ''}`;
+/** The threads cell: the count, and whether a multi-thread point really split (small calls stay on one thread). */
+const threadsCell = (p: SweepPoint) => `${p.threads ?? 1}${(p.threads ?? 1) > 1 && p.split === false ? ' (not split: too small)' : ''}`;
 
 /** The markdown report: header, the main table, speed-ups, and the kernel breakdown at the largest LSH point. */
 export function markdown(report: SweepReport): string {
@@ -64,30 +68,45 @@ export function markdown(report: SweepReport): string {
     return lines.join('\n') + '\n';
   }
   lines.push('');
-  lines.push('| T | attention | median ms | ms / 1k tokens | peak MiB (tf.profile) | RSS MiB | useful GFLOP/s | % of matMul peak | hash+sort ms |');
-  lines.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('| T | attention | threads | median ms | ms / 1k tokens | peak MiB (tf.profile) | RSS MiB | useful GFLOP/s | % of matMul peak | hash+sort ms |');
+  lines.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const p of report.points) {
     if (p.status !== 'ok') {
-      lines.push(`| ${p.length} | ${label(p)} | ${p.status}: ${p.reason ?? ''} | | | | | | |`);
+      lines.push(`| ${p.length} | ${label(p)} | ${threadsCell(p)} | ${p.status}: ${p.reason ?? ''} | | | | | | |`);
       continue;
     }
     const ms = p.medianMs as number;
     lines.push(
-      `| ${p.length} | ${label(p)} | ${ms.toFixed(1)} | ${((ms / p.length) * 1000).toFixed(2)} | ${mib(p.peakBytes)} | ${mib(p.rssBytes)} | ` +
+      `| ${p.length} | ${label(p)} | ${threadsCell(p)} | ${ms.toFixed(1)} | ${((ms / p.length) * 1000).toFixed(2)} | ${mib(p.peakBytes)} | ${mib(p.rssBytes)} | ` +
         `${(p.gflops as number).toFixed(2)} | ${((100 * (p.gflops as number)) / report.matMulPeakGflops).toFixed(1)} | ${p.hashSortMs?.toFixed(1) ?? ''} |`,
     );
   }
-  // Speed-up and memory ratio of LSH over full where both ran.
-  const full = new Map(report.points.filter((p) => p.variant === 'full' && p.status === 'ok').map((p) => [p.length, p]));
-  const ratios = report.points.filter((p) => p.variant === 'lsh' && p.status === 'ok' && full.has(p.length));
+  // Speed-up and memory ratio of LSH over full where both ran (with the same threads).
+  const at = (p: SweepPoint) => `${p.length}:${p.threads ?? 1}`;
+  const full = new Map(report.points.filter((p) => p.variant === 'full' && p.status === 'ok').map((p) => [at(p), p]));
+  const ratios = report.points.filter((p) => p.variant === 'lsh' && p.status === 'ok' && full.has(at(p)));
   if (ratios.length > 0) {
     lines.push('');
     lines.push('| T | attention | speed-up over full | peak memory: full / LSH |');
     lines.push('|---:|---|---:|---:|');
     for (const p of ratios) {
-      const f = full.get(p.length) as SweepPoint;
+      const f = full.get(at(p)) as SweepPoint;
       const memory = p.peakBytes && f.peakBytes ? (f.peakBytes / p.peakBytes).toFixed(1) : '–';
-      lines.push(`| ${p.length} | ${label(p)} | ${((f.medianMs as number) / (p.medianMs as number)).toFixed(2)}× | ${memory}× |`);
+      lines.push(`| ${p.length} | ${series(p)} | ${((f.medianMs as number) / (p.medianMs as number)).toFixed(2)}× | ${memory}× |`);
+    }
+  }
+  // Several threads against one, same variant and length, same run.
+  const single = new Map(
+    report.points.filter((p) => (p.threads ?? 1) === 1 && p.status === 'ok').map((p) => [`${p.length}:${label(p)}`, p]),
+  );
+  const threaded = report.points.filter((p) => (p.threads ?? 1) > 1 && p.status === 'ok' && single.has(`${p.length}:${label(p)}`));
+  if (threaded.length > 0) {
+    lines.push('');
+    lines.push('| T | attention | threads | speed-up over 1 thread |');
+    lines.push('|---:|---|---:|---:|');
+    for (const p of threaded) {
+      const one = single.get(`${p.length}:${label(p)}`) as SweepPoint;
+      lines.push(`| ${p.length} | ${label(p)} | ${threadsCell(p)} | ${((one.medianMs as number) / (p.medianMs as number)).toFixed(2)}× |`);
     }
   }
   // Forward + backward against the forward pass alone, timed in the same runs.
@@ -209,8 +228,8 @@ export async function chartSvg(report: SweepReport): Promise<string> {
   const values = report.points
     .filter((p) => p.status === 'ok')
     .flatMap((p) => [
-      { T: p.length, series: label(p), measure: 'median time (ms)', value: p.medianMs },
-      ...(p.peakBytes ? [{ T: p.length, series: label(p), measure: 'peak memory (MiB)', value: p.peakBytes / 2 ** 20 }] : []),
+      { T: p.length, series: series(p), measure: 'median time (ms)', value: p.medianMs },
+      ...(p.peakBytes ? [{ T: p.length, series: series(p), measure: 'peak memory (MiB)', value: p.peakBytes / 2 ** 20 }] : []),
     ]);
   // The whole layers, as their own series (their times include the projections).
   const layerPoints = report.layers?.points ?? [];
@@ -289,7 +308,10 @@ function whyNot(p: SweepPoint): string {
  * accurate) speaks. Says so plainly when LSH never wins in the range, or when
  * there is nothing to compare with.
  */
-export function headline(points: SweepPoint[]): string {
+export function headline(allPoints: SweepPoint[]): string {
+  // With several thread counts, the most threads speak (the comparison is within one count).
+  const mostThreads = Math.max(1, ...allPoints.map((p) => p.threads ?? 1));
+  const points = allPoints.filter((p) => (p.threads ?? 1) === mostThreads);
   const lshPoints = points.filter((p) => p.variant === 'lsh');
   if (lshPoints.length === 0) return 'The sweep ran no LSH attention, so there is nothing to report.';
   const nHashes = Math.max(...lshPoints.map((p) => p.nHashes ?? 1));

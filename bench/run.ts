@@ -7,6 +7,8 @@
 //   --hashes 4              rounds, comma list        --chunk 64 --before 1
 //   --backward              time forward + backward   --runs 3 --budget 300 (s per point)
 //   --backend wasm|cpu|tensorflow                     --out bench/out --name sweep
+//   --threads 1,2           thread counts to run each variant with, comma list [the pool's: TFJS_THREADS,
+//                           else the machine's cores, on wasm]; a column of the table, and a speed-up table
 //   --no-profile            skip the profiled run (peak memory, kernel breakdown)
 //   --no-full               LSH only
 //   --no-layers             skip the whole-layer sweep (tfjs-layers' MultiHeadAttention against
@@ -16,6 +18,7 @@
 //   --tiny                  T = 64, 128, H = 2, D = 16, C = 16, runs 1 (seconds; CI)
 import { parseArgs } from 'node:util';
 import { describeBackend, initBackend, type BackendName } from '../src/backend.js';
+import { attentionThreads } from '../src/parallel.js';
 import { matMulPeakGflops, runSweep, type SweepOptions } from './attention_sweep.js';
 import { runLayerSweep, type LayerSweepOptions } from './layer_sweep.js';
 import { headline, layerHeadline, makeReport, markdown, writeReport } from './report.js';
@@ -36,6 +39,7 @@ const { values: flags } = parseArgs({
     backend: { type: 'string' },
     out: { type: 'string', default: 'bench/out' },
     name: { type: 'string' },
+    threads: { type: 'string' },
     'no-profile': { type: 'boolean', default: false },
     'no-full': { type: 'boolean', default: false },
     'no-layers': { type: 'boolean', default: false },
@@ -77,7 +81,15 @@ const options: SweepOptions = {
   full: !flags['no-full'],
 };
 
-await initBackend(flags.backend ? { backend: flags.backend as BackendName } : {});
+const threads = flags.threads?.split(',').map((t) => positiveInteger('threads', t));
+await initBackend({
+  ...(flags.backend ? { backend: flags.backend as BackendName } : {}),
+  ...(threads ? { threads: Math.max(...threads) } : {}),
+});
+if (threads && Math.max(...threads) > attentionThreads()) {
+  throw new Error(`bench: --threads ${flags.threads} needs the wasm backend (threads split attention calls only there), got ${describeBackend()}`);
+}
+options.threads = threads;
 console.error(`backend: ${describeBackend()}; lengths ${lengths.join(', ')}`);
 const peak = await matMulPeakGflops();
 console.error(`2-D matMul peak: ${peak.toFixed(1)} GFLOP/s`);
