@@ -151,7 +151,8 @@ describe('attention threads [wasm]', () => {
     };
     const one = await step(1);
     const again = await step(1);
-    // The set-up itself is deterministic (same seeds, same data), so a difference below is the threads'.
+    // The set-up is deterministic (same seeds and data; no shuffling: fit shuffles a batch's rows by default, which
+    // changes the summation order), so a difference below is the threads'.
     again.weights.forEach((w, i) => expect(firstDifference(tf.tensor(w), tf.tensor(one.weights[i])), `weight ${i} on one thread twice`).toBe(-1));
     const two = await step(2);
     expect(one.split).toBe(0);
