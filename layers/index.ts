@@ -63,4 +63,5 @@ export {
   type PositionEmbeddingKind,
   type ReformerLMArgs,
 } from './lm.js';
+export { cachedGenerationSupport, startCachedGeneration, type CachedGeneration } from './generation.js';
 export type { DenseWeightArgs, Initializer, InitializerArg, Regularizer, RegularizerArg } from './weight_args.js';
