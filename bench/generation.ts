@@ -8,7 +8,9 @@
 // embedding, maxLength 32768), batch 1, greedy:
 // 1. Per-token time against the context: a prompt of T random tokens is prefilled, then each of
 //    `--steps` new tokens is one timed step (the model on one position, the logits read back, the
-//    argmax taken); the median per T. Also for the same model with its second block full attention.
+//    argmax taken); the median per T. The contexts are stepped in turns (one step of each per round),
+//    so that the machine's load falls on all alike. Also for the same model with its second block
+//    full attention.
 // 2. `generate(model, [prompt], {steps: 512})` after a 4096-token prompt, with the cache (timed
 //    whole) and without it (the path every step of which reruns the context): the uncached time
 //    is predicted from `--uncached-steps` steps timed at the start (context 4096) and at the end
@@ -81,28 +83,41 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-/** Prefill T tokens, then time `timedSteps` single-token steps (as generate runs them). */
-async function perToken(lm: tf.LayersModel, context: number): Promise<{ prefillSeconds: number; stepMs: number }> {
+/** A cached run prefilled with T random tokens, ready to step. */
+async function prefilled(lm: tf.LayersModel, context: number) {
   const run = startCachedGeneration(lm, MAX_LENGTH);
+  const prompt = tf.tensor2d([randomTokens(context, context)], [1, context], 'int32');
+  const start = performance.now();
+  const prefill = run.prefill(prompt);
+  const token = argmaxLast(await prefill.data(), prefill.shape[2]);
+  const prefillSeconds = (performance.now() - start) / 1000;
+  tf.dispose([prompt, prefill]);
+  return { run, token, prefillSeconds, times: [] as number[] };
+}
+
+/** One step of a run (as generate runs it: the model on one position, the logits read back, the argmax): its time in ms. */
+async function timedStep(state: Awaited<ReturnType<typeof prefilled>>): Promise<void> {
+  const start = performance.now();
+  const input = tf.tensor2d([[state.token]], [1, 1], 'int32');
+  const logits = state.run.step(input);
+  state.token = argmaxLast(await logits.data(), logits.shape[2]);
+  state.times.push(performance.now() - start);
+  tf.dispose([input, logits]);
+}
+
+/**
+ * Per-token times at every context, measured in the same rounds: all contexts
+ * are prefilled first, then each round steps every context once, so that a
+ * busy machine slows them alike.
+ */
+async function perToken(lm: tf.LayersModel, lengths: number[]): Promise<Array<{ prefillSeconds: number; stepMs: number }>> {
+  const states = [];
+  for (const context of lengths) states.push(await prefilled(lm, context));
   try {
-    const prompt = tf.tensor2d([randomTokens(context, context)], [1, context], 'int32');
-    let start = performance.now();
-    const prefill = run.prefill(prompt);
-    let token = argmaxLast(await prefill.data(), prefill.shape[2]);
-    const prefillSeconds = (performance.now() - start) / 1000;
-    tf.dispose([prompt, prefill]);
-    const times: number[] = [];
-    for (let i = 0; i < timedSteps; i++) {
-      start = performance.now();
-      const input = tf.tensor2d([[token]], [1, 1], 'int32');
-      const logits = run.step(input);
-      token = argmaxLast(await logits.data(), logits.shape[2]);
-      times.push(performance.now() - start);
-      tf.dispose([input, logits]);
-    }
-    return { prefillSeconds, stepMs: median(times) };
+    for (let i = 0; i < timedSteps; i++) for (const state of states) await timedStep(state);
+    return states.map((state) => ({ prefillSeconds: state.prefillSeconds, stepMs: median(state.times) }));
   } finally {
-    run.dispose();
+    states.forEach((state) => state.run.dispose());
   }
 }
 
@@ -124,19 +139,19 @@ console.log(`backend: ${backend}\n${description}\n`);
 const lsh = model(Array(settings.numLayers).fill('lsh'));
 const mixed = model(Array.from({ length: settings.numLayers }, (_, i) => (i === settings.numLayers - 1 ? 'full' : 'lsh')));
 // Warm-up: kernels and the position tables.
-await perToken(lsh, 256);
-await perToken(mixed, 256);
+await perToken(lsh, [256]);
+await perToken(mixed, [256]);
 
 interface Row {
   context: number;
   lsh: { prefillSeconds: number; stepMs: number };
   mixed: { prefillSeconds: number; stepMs: number };
 }
-const rows: Row[] = [];
-for (const context of contexts) {
-  const row = { context, lsh: await perToken(lsh, context), mixed: await perToken(mixed, context) };
-  rows.push(row);
-  console.error(`T=${context}: LSH ${row.lsh.stepMs.toFixed(2)} ms/token (prefill ${row.lsh.prefillSeconds.toFixed(2)} s), LSH+full ${row.mixed.stepMs.toFixed(2)} ms/token`);
+const lshTimes = await perToken(lsh, contexts);
+const mixedTimes = await perToken(mixed, contexts);
+const rows: Row[] = contexts.map((context, i) => ({ context, lsh: lshTimes[i], mixed: mixedTimes[i] }));
+for (const row of rows) {
+  console.error(`T=${row.context}: LSH ${row.lsh.stepMs.toFixed(2)} ms/token (prefill ${row.lsh.prefillSeconds.toFixed(2)} s), LSH+full ${row.mixed.stepMs.toFixed(2)} ms/token`);
 }
 
 // 2. generate: 512 tokens after a 4096-token prompt.
@@ -189,7 +204,9 @@ if (out !== undefined) {
     '',
     `Model: ${description}. "LSH + full": the same with the last block full attention. A step = the model on one new ` +
       `position with every attention layer's cache, the logits read back and the argmax taken; median of ${timedSteps} steps ` +
-      'after a prefill of T random tokens (the prefill runs the prompt through the layers as `predict` does, and fills the caches).',
+      'after a prefill of T random tokens (the prefill runs the prompt through the layers as `predict` does, and fills the caches). ' +
+      'All contexts of a model are prefilled first and then stepped in turns (one step of each per round), so load on the machine ' +
+      'slows every context alike and the ratios hold.',
     '',
     table,
     '',
