@@ -81,6 +81,9 @@ abstract class AttentionCacheBase {
   /** Per b: 1 where a cached position is not padding. */
   protected kept: Uint8Array[];
   protected disposed = false;
+  /** Scratch space of attendOne (reused: a step allocates nothing per query). */
+  private logitScratch = new Float64Array(64);
+  private valueScratch = new Float64Array(0);
 
   constructor(protected readonly who: string, options: AttentionCacheOptions) {
     if (options === null || typeof options !== 'object') throw new Error(`${who}: options must be an object {batch, heads, dim, …}, got ${String(options)}`);
@@ -188,7 +191,9 @@ abstract class AttentionCacheBase {
     const { dim, valueDim } = this;
     const keys = this.keys[slot];
     const values = this.values[slot];
-    const logits = new Float64Array(count);
+    if (this.logitScratch.length < count) this.logitScratch = new Float64Array(Math.max(count, 2 * this.logitScratch.length));
+    if (this.valueScratch.length < valueDim) this.valueScratch = new Float64Array(valueDim);
+    const logits = this.logitScratch;
     let max = SELF_ATTENTION_LOGIT;
     for (let c = 0; c < count; c++) {
       const row = candidates[c] * dim;
@@ -197,7 +202,7 @@ abstract class AttentionCacheBase {
       logits[c] = dot;
       if (dot > max) max = dot;
     }
-    const acc = new Float64Array(valueDim);
+    const acc = this.valueScratch;
     const selfWeight = Math.exp(SELF_ATTENTION_LOGIT - max);
     let total = selfWeight;
     for (let e = 0; e < valueDim; e++) acc[e] = selfWeight * ownValue[ownOffset + e];
@@ -380,9 +385,11 @@ export class LSHAttentionCache extends AttentionCacheBase {
     for (let r = 0; r < this.nHashes; r++) {
       const list = this.lists[slot * this.nHashes + r].get(buckets[slot * this.nHashes + r]);
       if (list === undefined) continue;
-      for (const j of list) {
-        if (this.seen[j] === query) continue;
-        this.seen[j] = query;
+      const seen = this.seen;
+      for (let i = 0; i < list.length; i++) {
+        const j = list[i];
+        if (seen[j] === query) continue;
+        seen[j] = query;
         into[count++] = j;
       }
     }
