@@ -379,7 +379,13 @@ export async function generate(model: tfl.LayersModel, prompts: number[][], opti
     const run = startCachedGeneration(model, bucketLength);
     try {
       let tokens = tf.tensor2d(sequences, [sequences.length, length], 'int32');
-      let logits = run.prefill(tokens);
+      let logits: tf.Tensor3D;
+      try {
+        logits = run.prefill(tokens);
+      } catch (error) {
+        tokens.dispose();
+        throw error;
+      }
       while (true) {
         const last = tf.tidy(() => tf.squeeze(tf.slice(logits, [0, logits.shape[1] - 1, 0], [-1, 1, -1]), [1]));
         const values = await last.data();
