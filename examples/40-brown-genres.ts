@@ -1,4 +1,5 @@
-// Run: npx tsx examples/40-brown-genres.ts          (the real run: about 15 minutes on wasm)
+// Run: npx tsx examples/40-brown-genres.ts          (the real run, 240 steps: meant for about 15 minutes on an idle
+//                                                     machine; the recorded one took 32 on a shared, loaded one)
 //      npx tsx examples/40-brown-genres.ts --quick  (or EXAMPLE_QUICK=1: seconds, for CI; a tiny model on
 //                                                     256-character windows, written nowhere unless --out)
 // Options: --window T (4096), --steps N, --batch B, --model-size M, --layers L, --heads H, --hashes R,
