@@ -17,7 +17,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { bucketFactors, type NBuckets } from '../src/hashing.js';
 import { assertSeed, freshSeed, nextSeed, uniformStream, type Seed } from '../src/random.js';
-import { assertNonNegativeInteger, assertPositiveInteger, assertRate, describeValue } from '../src/validate.js';
+import { assertBoolean, assertNonNegativeInteger, assertPositiveInteger, assertRate, describeValue } from '../src/validate.js';
+import { cachedGenerationSupport, startCachedGeneration } from './generation.js';
 import { ChunkedFeedForward, type FeedForwardActivation } from './chunked_feed_forward.js';
 import { AxialPositionEmbedding, PositionEmbedding } from './position_embeddings.js';
 import { ReversibleStack } from './reversible.js';
@@ -294,6 +295,19 @@ export interface GenerateOptions {
   seed?: Seed;
   /** The most recent tokens fed to the model at each step. Default: the model's position-embedding length (else all). */
   contextLength?: number;
+  /**
+   * Run the model one new token at a time with a cache in every attention
+   * layer (see {@link cachedGenerationSupport} for the models it takes):
+   * full-attention layers keep past keys and values (the same result as
+   * without the cache); LSH layers keep past keys, values and buckets, and a
+   * new token attends to the past tokens that share a bucket with it in any
+   * round, plus itself (README, Cached generation). Once the sequence is
+   * longer than `contextLength`, every further step reruns the window, as
+   * without the cache. true: a model the cached path cannot run is an
+   * error; false: every step reruns the whole context. Default: true where
+   * the model qualifies, else false.
+   */
+  cache?: boolean;
 }
 
 /** The layers of a model, nested models and reversible stacks opened up (the stacks' blocks after the stack itself). */
@@ -312,8 +326,9 @@ function positionLength(model: tfl.LayersModel): number | undefined {
 }
 
 /**
- * Continues each prompt by `steps` tokens, one model call per token (the
- * whole context each time). Prompts must have one length ≥ 1.
+ * Continues each prompt by `steps` tokens. With the cache (the default where
+ * the model qualifies) the prompt runs once and each new token alone; without
+ * it, every token reruns the whole context. Prompts must have one length ≥ 1.
  *
  * @returns prompt + continuation, for each prompt
  */
@@ -345,9 +360,53 @@ export async function generate(model: tfl.LayersModel, prompts: number[][], opti
   );
   const contextLength = options.contextLength ?? positionLength(model) ?? Number.POSITIVE_INFINITY;
   if (contextLength !== Number.POSITIVE_INFINITY) assertPositiveInteger(who, 'contextLength', contextLength);
+  if (options.cache !== undefined) assertBoolean(who, 'cache', options.cache);
+  const support = cachedGenerationSupport(model);
+  if (options.cache === true && !support.supported) {
+    throw new Error(`${who}: cache: true, but ${support.reason}; pass cache: false (every step reruns the context)`);
+  }
   const random = uniformStream(options.seed);
   const sequences = prompts.map((p) => p.slice());
-  for (let step = 0; step < options.steps; step++) {
+  const choose = (values: ArrayLike<number>, vocab: number) =>
+    sequences.forEach((sequence, b) => {
+      const row = Array.prototype.slice.call(values, b * vocab, (b + 1) * vocab) as number[];
+      sequence.push(temperature === 0 ? argmax(row) : sample(row, temperature, random));
+    });
+  let done = 0;
+  if ((options.cache ?? true) && support.supported && options.steps > 0 && length <= contextLength) {
+    // The cached path, while the whole sequence fits the context (positions never shift).
+    const bucketLength = contextLength === Number.POSITIVE_INFINITY ? length + options.steps : contextLength;
+    const run = startCachedGeneration(model, bucketLength);
+    try {
+      let tokens = tf.tensor2d(sequences, [sequences.length, length], 'int32');
+      let logits: tf.Tensor3D;
+      try {
+        logits = run.prefill(tokens);
+      } catch (error) {
+        tokens.dispose();
+        throw error;
+      }
+      while (true) {
+        const last = tf.tidy(() => tf.squeeze(tf.slice(logits, [0, logits.shape[1] - 1, 0], [-1, 1, -1]), [1]));
+        const values = await last.data();
+        const vocab = last.shape[1] as number;
+        tf.dispose([tokens, logits, last]);
+        choose(values, vocab);
+        done++;
+        if (done === options.steps || run.length + 1 > contextLength) break;
+        tokens = tf.tensor2d(sequences.map((s) => [s[s.length - 1]]), [sequences.length, 1], 'int32');
+        try {
+          logits = run.step(tokens);
+        } catch (error) {
+          tokens.dispose();
+          throw error;
+        }
+      }
+    } finally {
+      run.dispose();
+    }
+  }
+  for (let step = done; step < options.steps; step++) {
     const window = sequences.map((s) => s.slice(Math.max(0, s.length - contextLength)));
     const windowLength = window[0].length;
     const ids = tf.tensor2d(window, [window.length, windowLength], 'int32');
@@ -355,11 +414,7 @@ export async function generate(model: tfl.LayersModel, prompts: number[][], opti
     const last = tf.tidy(() => tf.squeeze(tf.slice(logits, [0, windowLength - 1, 0], [-1, 1, -1]), [1]));
     const values = await last.data();
     tf.dispose([ids, logits, last]);
-    const vocab = last.shape[1] as number;
-    sequences.forEach((sequence, b) => {
-      const row = values.subarray(b * vocab, (b + 1) * vocab);
-      sequence.push(temperature === 0 ? argmax(row) : sample(row, temperature, random));
-    });
+    choose(values, last.shape[1] as number);
   }
   return sequences;
 }

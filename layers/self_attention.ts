@@ -276,6 +276,40 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
     });
   }
 
+  /**
+   * The layer's input projections, for code that runs the attention itself
+   * (cached generation): x [B, T, M] → shared query/key vectors and values,
+   * each [B, H, T, D].
+   */
+  projectInputs(x: tf.Tensor3D): { qk: tf.Tensor4D; v: tf.Tensor4D } {
+    if (!this.built || this.qkKernel === null || this.vKernel === null) {
+      throw new Error(`${this.getClassName()}: the layer is not built; call it on an input (or apply it in a model) first`);
+    }
+    const [batch, length, modelSize] = x.shape;
+    return tf.tidy(() => {
+      const x2d = tf.reshape(x, [batch * length, modelSize]) as tf.Tensor2D;
+      return {
+        qk: this.project(x2d, this.qkKernel as tfl.LayerVariable, this.qkBias, batch, length),
+        v: this.project(x2d, this.vKernel as tfl.LayerVariable, this.vBias, batch, length),
+      };
+    });
+  }
+
+  /** The layer's output projection: attended heads [B, H, T, D] → [B, T, M]. */
+  projectOutput(attended: tf.Tensor4D): tf.Tensor3D {
+    if (!this.built || this.outKernel === null) {
+      throw new Error(`${this.getClassName()}: the layer is not built; call it on an input (or apply it in a model) first`);
+    }
+    const [batch, , length] = attended.shape;
+    const modelSize = this.outKernel.shape[1] as number;
+    return tf.tidy(() => {
+      const merged = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [batch * length, this.numHeads * this.headDim]);
+      let y: tf.Tensor = matMul2d(merged as tf.Tensor2D, (this.outKernel as tfl.LayerVariable).read() as tf.Tensor2D);
+      if (this.outBias) y = tf.add(y, this.outBias.read());
+      return tf.reshape(y, [batch, length, modelSize]) as tf.Tensor3D;
+    });
+  }
+
   /** The per-call seed: the next from the training stream, unless given. */
   protected callSeed(options: AttendOptions): number {
     return options.callSeed ?? nextSeed(this.trainingStream);
