@@ -43,8 +43,8 @@ export interface ParallelRunner {
    * Runs `fn` with `options` on each slice of the inputs ([B, H, T, X]; axis
    * 1 = heads, or 0 = batch rows): the attention's output ('forward';
    * inputs qk, v) or the gradients of qk and v ('gradient'; inputs qk, v,
-   * dy). `local` computes a slice on the calling thread. Returns, for each
-   * output, its slices in order.
+   * dy). `local` computes a slice on the calling thread. Returns the
+   * outputs, whole (the slices put back together).
    */
   run(
     fn: ParallelFunction,
@@ -55,7 +55,7 @@ export interface ParallelRunner {
     axis: 0 | 1,
     slices: ParallelSlice[],
     local: (inputs: tf.Tensor4D[], options: Record<string, unknown>) => tf.Tensor4D[],
-  ): tf.Tensor4D[][];
+  ): tf.Tensor4D[];
 }
 
 /** A tensor option read back to the host (it may be disposed before a split call's gradient runs). */
@@ -189,13 +189,9 @@ export function runInParallel(
   const split = (mode: ParallelMode, inputs: tf.Tensor4D[], outputs: number[][], local: (inputs: tf.Tensor4D[], o: Record<string, unknown>) => tf.Tensor4D[]) => {
     running = true; // the calling thread's own slice runs on it alone
     try {
-      const parts = pool.run(fn, mode, inputs, (s) => outputs.map((shape) => sliced(shape, s)), hostOptions, axis, slices, local);
+      const whole = pool.run(fn, mode, inputs, (s) => outputs.map((shape) => sliced(shape, s)), hostOptions, axis, slices, local);
       splitCalls++;
-      try {
-        return parts.map((p) => tf.concat(p, axis) as tf.Tensor4D);
-      } finally {
-        tf.dispose(parts.flat());
-      }
+      return whole;
     } finally {
       running = false;
     }
