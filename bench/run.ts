@@ -4,6 +4,7 @@
 //
 // Flags (defaults in brackets):
 //   --min 512 --max 65536   lengths, doubling        --batch 1 --heads 8 --dim 64
+//   --lengths 512,768,1024  explicit lengths (instead of --min/--max)
 //   --hashes 4              rounds, comma list        --chunk 64 --before 1
 //   --backward              time forward + backward   --runs 3 --budget 300 (s per point)
 //   --backend wasm|cpu|tensorflow                     --out bench/out --name sweep
@@ -20,6 +21,7 @@ const { values: flags } = parseArgs({
   options: {
     min: { type: 'string' },
     max: { type: 'string' },
+    lengths: { type: 'string' },
     batch: { type: 'string', default: '1' },
     heads: { type: 'string' },
     dim: { type: 'string' },
@@ -53,7 +55,8 @@ const preset = flags.tiny
 const min = positiveInteger('min', flags.min ?? String(preset.min));
 const max = positiveInteger('max', flags.max ?? String(preset.max));
 const lengths: number[] = [];
-for (let t = min; t <= max; t *= 2) lengths.push(t);
+if (flags.lengths !== undefined) lengths.push(...flags.lengths.split(',').map((t) => positiveInteger('lengths', t)));
+else for (let t = min; t <= max; t *= 2) lengths.push(t);
 
 const options: SweepOptions = {
   lengths,
