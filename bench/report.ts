@@ -38,7 +38,7 @@ export function makeReport(settings: SweepOptions, matMulPeakGflops: number, poi
 }
 
 const mib = (bytes: number | undefined) => (bytes === undefined ? '–' : (bytes / 2 ** 20).toFixed(0));
-const label = (p: SweepPoint) => (p.variant === 'lsh' ? `lsh R=${p.nHashes}` : 'full');
+const label = (p: SweepPoint) => (p.variant === 'lsh' ? `lsh R=${p.nHashes}` : p.variant);
 
 /** The markdown report: header, the main table, speed-ups, and the kernel breakdown at the largest LSH point. */
 export function markdown(report: SweepReport): string {
@@ -66,7 +66,7 @@ export function markdown(report: SweepReport): string {
   }
   // Speed-up and memory ratio of LSH over full where both ran.
   const full = new Map(report.points.filter((p) => p.variant === 'full' && p.status === 'ok').map((p) => [p.length, p]));
-  const ratios = report.points.filter((p) => p.variant === 'lsh' && p.status === 'ok' && full.has(p.length));
+  const ratios = report.points.filter((p) => p.variant !== 'full' && p.status === 'ok' && full.has(p.length));
   if (ratios.length > 0) {
     lines.push('');
     lines.push('| T | attention | speed-up over full | peak memory: full / LSH |');

@@ -10,6 +10,7 @@
 //   --backend wasm|cpu|tensorflow                     --out bench/out --name sweep
 //   --no-profile            skip the profiled run (peak memory, kernel breakdown)
 //   --no-full               LSH only
+//   --local                 local attention too (chunks in position order, --chunk, --before)
 //   --quick                 T = 512 … 4096, runs 2 (what npm start runs)
 //   --tiny                  T = 64, 128, H = 2, D = 16, C = 16, runs 1 (seconds; CI)
 import { parseArgs } from 'node:util';
@@ -36,6 +37,7 @@ const { values: flags } = parseArgs({
     name: { type: 'string' },
     'no-profile': { type: 'boolean', default: false },
     'no-full': { type: 'boolean', default: false },
+    local: { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false },
     tiny: { type: 'boolean', default: false },
   },
@@ -71,6 +73,7 @@ const options: SweepOptions = {
   budgetSeconds: positiveInteger('budget', flags.budget),
   profile: !flags['no-profile'],
   full: !flags['no-full'],
+  local: flags.local,
 };
 
 await initBackend(flags.backend ? { backend: flags.backend as BackendName } : {});

@@ -38,7 +38,7 @@ describeBackends('LSHSelfAttention options', () => {
     });
   });
 
-  it('allowDuplicateAttention and attendAcrossBuckets change the layer's output as they change the function's', () => {
+  it("allowDuplicateAttention and attendAcrossBuckets change the layer's output as they change the function's", () => {
     tf.tidy(() => {
       const qk = randomTensor([1, 2, 32, 4], 2) as tf.Tensor4D;
       const v = randomTensor([1, 2, 32, 4], 3) as tf.Tensor4D;
