@@ -896,6 +896,11 @@ export interface ReturnAttentionOption {
   returnAttention?: boolean;
 }
 
+/** Backend bytes of the returned attention weights: positions and weights [B·H·T, S] (int32, float32). */
+function attentionWeightsBytes(queries: number, slots: number): number {
+  return 8 * queries * slots;
+}
+
 /** The bytes above which {@link denseAttention} refuses (4 GiB would not fit wasm anyway). */
 const DENSE_ATTENTION_LIMIT_BYTES = 1 << 30;
 
@@ -1129,7 +1134,7 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
   const hashingDominates = memory.hashing >= memory.attention;
   guardMemory(
     who,
-    memory.total,
+    memory.total + (returnAttention ? attentionWeightsBytes(batch * heads * length, Math.min(length, nHashes * window)) : 0),
     `hashing ${formatBytes(memory.hashing)}: B·H·R·T = ${queries} vectors × ${rotationColumns(nBuckets, hashFamily)} projections; ` +
       `attention ${formatBytes(memory.attention)}: ${queries} queries × ${window} keys` +
       `, in blocks of ≤ ${settings.blockLogits} logits`,
@@ -1248,7 +1253,7 @@ export function localAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LocalAt
   const memory = lshAttentionMemory({ batch, heads, length, dim, valueDim }, settings, recordingGradients());
   guardMemory(
     who,
-    memory.kept + memory.attention, // no hashing
+    memory.kept + memory.attention + (returnAttention ? attentionWeightsBytes(batch * heads * length, Math.min(length, window)) : 0), // no hashing
     `B·H·T = ${batch * heads * length} queries × ${window} keys, in blocks of ≤ ${blockLogits} logits`,
     `Use fewer heads or a smaller batch per call, a smaller chunkLength or fewer neighbour chunks, or a smaller blockLogits (default ${BLOCK_LOGITS})`,
     options.memoryLimitBytes,
@@ -1375,7 +1380,8 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAtte
   const rowsPerBlock = Math.max(1, Math.min(length, Math.floor((options.blockLogits ?? FULL_BLOCK_LOGITS) / Math.max(1, length))));
   guardMemory(
     who,
-    estimateFullAttentionBytes({ batch, heads, length, dim, valueDim }, recordingGradients(), rowsPerBlock),
+    estimateFullAttentionBytes({ batch, heads, length, dim, valueDim }, recordingGradients(), rowsPerBlock) +
+      (returnAttention ? attentionWeightsBytes(batch * heads * length, length) : 0),
     `B·H·T = ${batch * heads * length} queries × ${length} keys, ${rowsPerBlock} query rows at a time`,
     'Use lshAttention, a shorter T, a smaller blockLogits, or fewer heads or a smaller batch per call',
     options.memoryLimitBytes,
