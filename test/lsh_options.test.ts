@@ -13,6 +13,7 @@ import { expect, it } from 'vitest';
 import { denseAttention, fullAttention, lshAttention, type LSHAttentionOptions } from '../src/index.js';
 import { describeBackends, expectNoLeaks } from './helpers.js';
 import {
+  referenceBandAttention,
   referenceBuckets,
   referenceFullAttention,
   referenceHashMargin,
@@ -175,6 +176,9 @@ describeBackends('lshAttention reformer-pytorch options', () => {
         const full = fullAttention(q, val, { causal: true, mask: maskT, returnAttention: true });
         const reference = referenceFullAttention({ qk: nest(qk, B, H, T, D), v: nest(v, B, H, T, Dv), causal: true, mask: [Array.from(mask as Float32Array)] });
         expect(maxDiffUnpadded(full.output.dataSync(), reference.flat(3) as unknown as number[], mask, H, T, Dv)).toBeLessThan(1e-4);
+        // Full attention's weights: the band reference with a band over every chunk.
+        const band = referenceBandAttention({ qk: nest(qk, B, H, T, D), v: nest(v, B, H, T, Dv), causal: true, mask: [Array.from(mask as Float32Array)], chunkLength: T, numChunksBefore: 0, numChunksAfter: 0 });
+        expect(maxDiffUnpadded(denseAttention(full.attention).dataSync(), band.weights.flat(3) as unknown as number[], mask, H, T, T)).toBeLessThan(1e-5);
         const sums = tf.sum(full.attention.weights, -1).dataSync();
         sums.forEach((s) => expect(Math.abs(s - 1)).toBeLessThan(1e-5));
         // Causal: no weight on a later key.
