@@ -522,6 +522,8 @@ interface Block {
   bias: Float32Array | null;
   /** [n·C]: 1 where the query keeps at least one logit, else 0 (every logit of its row replaced). */
   queryKept: Float32Array;
+  /** [n·L]: 1 where the key slot is in the sequence, 0 for local attention's neighbours past the ends; null when all are. */
+  keyInside: Uint8Array | null;
 }
 
 /** Added to a duplicate count before its log, as reformer-pytorch and trax do (a count of 0 gives +20.7). */
@@ -552,6 +554,7 @@ function buildBlock(host: HostSort, dims: BlockDims, chunks: Array<[number, numb
   const keyItemIds = new Int32Array(window);
   const keyPadded = new Uint8Array(window);
   const keyOutside = new Uint8Array(window);
+  const keyInside = local ? new Uint8Array(count * window) : null;
   // Which chunk distances (query chunk − key chunk, mod N) a window spans, for the duplicate counts.
   const inWindow = new Uint8Array(Math.max(1, numChunks));
   for (let shift = -before; shift <= after; shift++) inWindow[(((-shift) % numChunks) + numChunks) % numChunks] = 1;
@@ -578,6 +581,7 @@ function buildBlock(host: HostSort, dims: BlockDims, chunks: Array<[number, numb
         keyPositions[l] = position;
         keyItemIds[l] = item;
         keyOutside[l] = outside ? 1 : 0;
+        if (keyInside !== null) keyInside[n * window + l] = outside ? 0 : 1;
         keyPadded[l] = host.padding !== null && host.padding[maskBase + position] === 0 ? 1 : 0;
         keyRows[n * window + l] = rowBase + position;
       }
@@ -621,7 +625,7 @@ function buildBlock(host: HostSort, dims: BlockDims, chunks: Array<[number, numb
       queryKept[n * chunkLength + c] = kept;
     }
   }
-  return { queryRows, queryItems, keyRows, fill, bias, queryKept };
+  return { queryRows, queryItems, keyRows, fill, bias, queryKept, keyInside };
 }
 
 /**
@@ -977,7 +981,9 @@ function assembleAttention(
       const n = Math.floor(row / chunkLength);
       const base = queryItem * window;
       for (let k = 0; k < window; k++) {
-        keyAt[base + k] = block.keyRows[n * window + k] % length;
+        // A local window's slots past the sequence's ends are no keys (their rows are stand-ins).
+        const inside = block.keyInside === null || block.keyInside[n * window + k] === 1;
+        keyAt[base + k] = inside ? block.keyRows[n * window + k] % length : -1;
         weightAt[base + k] = weights[row * window + k] * roundWeight;
       }
     }
@@ -991,6 +997,7 @@ function assembleAttention(
     seen.length = 0;
     for (let e = q * perQuery; e < (q + 1) * perQuery; e++) {
       const key = keyAt[e];
+      if (key < 0) continue;
       if (slotOf[key] < 0) {
         slotOf[key] = seen.length;
         sums[seen.length] = 0;

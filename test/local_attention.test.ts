@@ -95,6 +95,13 @@ describeBackends('localAttention', () => {
       // S = min(T, L): every slot a key of the band, none outside it.
       expect(attention.positions.shape).toEqual([B, H, T, Math.min(T, C * (1 + c.before + c.after))]);
       tf.sum(attention.weights, -1).dataSync().forEach((s) => expect(Math.abs(s - 1)).toBeLessThan(1e-5));
+      // The listed keys are exactly the band (no stand-ins for neighbours past the ends).
+      const keys = attention.positions.arraySync() as number[][][][];
+      keys.flat(2).forEach((row, q) => {
+        const chunk = Math.floor((q % T) / C);
+        const band = Array.from({ length: T }, (_, j) => j).filter((j) => Math.floor(j / C) >= chunk - c.before && Math.floor(j / C) <= chunk + c.after);
+        expect(row.filter((k) => k >= 0)).toEqual(band);
+      });
     });
   });
 
