@@ -24,6 +24,7 @@ import {
 import { batchMatMul } from './kernels/batch_matmul.js';
 import { maskedSoftmax } from './kernels/masked_softmax.js';
 import { formatBytes, guardMemory, recordingGradients } from './memory.js';
+import { runInParallel } from './parallel.js';
 import { MAX_SORT_KEYS, sortItemsOnHost } from './sorting.js';
 import { gatherRowsUnchecked, matMulTransposeA } from './ops.js';
 import { assertSeed, freshSeed, type Seed } from './random.js';
@@ -1160,6 +1161,12 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
     const output = tf.zeros([batch, heads, length, valueDim]) as tf.Tensor4D;
     return returnAttention ? { output, attention: emptyAttention(batch, heads, length, Math.min(length, nHashes * window)) } : output;
   }
+  if (!returnAttention) {
+    // Split across the thread pool when one runs (src/threads.ts): fresh rotations are drawn from one seed for every thread.
+    const splitOptions = options.rotations === undefined && options.seed === undefined ? { ...options, seed: freshSeed() } : options;
+    const split = runInParallel('lsh', qk, v, splitOptions, nHashes * window, (a, b, o) => lshAttention(a, b, o as LSHAttentionOptions));
+    if (split) return split;
+  }
   const groups = batch * heads; // G = B·H
   const items = nHashes * length; // R·T
   const numChunks = items / chunkLength; // N
@@ -1400,6 +1407,10 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAtte
   if (batch === 0 || length === 0) {
     const output = tf.zeros([batch, heads, length, valueDim]) as tf.Tensor4D;
     return returnAttention ? { output, attention: emptyAttention(batch, heads, length, length) } : output;
+  }
+  if (!returnAttention) {
+    const split = runInParallel('full', qk, v, options, length, (a, b, o) => fullAttention(a, b, o as FullAttentionOptions));
+    if (split) return split;
   }
   const dropoutSeed = dropout > 0 ? (options.dropoutSeed ?? freshSeed()) : 0;
   const causal = options.causal === true;

@@ -6,6 +6,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { registerSegmentSumKernels } from './kernels/segment_sum.js';
+import { attentionThreads } from './parallel.js';
+import { startThreads, stopThreads } from './threads.js';
 
 /** The backends this library knows how to load, fastest first. */
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
@@ -42,6 +44,14 @@ export interface InitBackendOptions {
    * Default false.
    */
   replaceCpuSegmentSum?: boolean;
+  /**
+   * Threads the attention functions split large calls across on the wasm
+   * backend (worker threads, each with its own wasm backend; the calling
+   * thread is one of them): 1 for none. Other backends run on one thread
+   * (tfjs-node has its own threads). See {@link startThreads}. Default: the
+   * TFJS_THREADS environment variable, else the machine's cores.
+   */
+  threads?: number;
 }
 
 function isBackendName(name: string): name is BackendName {
@@ -90,6 +100,8 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
       if (!(await tf.setBackend(name))) throw new Error(`tf.setBackend('${name}') returned false`);
       await tf.ready();
       registerSegmentSumKernels({ wasm: options.addWasmSegmentSum ?? true, replaceCpu: options.replaceCpuSegmentSum ?? false });
+      if (name === 'wasm') await startThreads(options.threads);
+      else await stopThreads();
       if (options.verbose) console.error(`tfjs-lsh-attention: using the ${describeBackend()} backend`);
       return name;
     } catch (error) {
@@ -109,6 +121,11 @@ export function describeBackend(): string {
   if (name === 'wasm') {
     details.push(tf.env().getBool('WASM_HAS_SIMD_SUPPORT') ? 'simd' : 'no simd');
     details.push(tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT') ? 'multi-thread' : '1 thread');
+    const threads = attentionThreads();
+    if (threads > 1) details.push(`attention split across ${threads} threads`);
   }
   return `${name} (${details.join(', ')})`;
 }
+
+export { machineCores, startThreads, stopThreads } from './threads.js';
+export { attentionThreads } from './parallel.js';
