@@ -19,13 +19,16 @@ function compute(m: SliceMessage): void {
   const header = new Int32Array(m.buffer, 0, 2);
   try {
     tf.tidy(() => {
-      const qk = tf.tensor(new Float32Array(m.buffer, m.qkOffset, m.qkShape.reduce((a, b) => a * b, 1)), m.qkShape) as tf.Tensor4D;
-      const v = tf.tensor(new Float32Array(m.buffer, m.vOffset, m.vShape.reduce((a, b) => a * b, 1)), m.vShape) as tf.Tensor4D;
+      const [qk, v, dy] = m.inputs.map(
+        ({ offset, shape }) => tf.tensor<tf.Rank>(new Float32Array(m.buffer, offset, shape.reduce((a, b) => a * b, 1)), shape) as tf.Tensor4D,
+      );
       const options: Record<string, unknown> = { ...m.options };
       for (const [key, [values, shape, dtype]] of Object.entries(m.tensors)) options[key] = tf.tensor(values, shape, dtype);
       if (m.fn !== 'lsh' && m.fn !== 'full') throw new Error(`thread_worker: unknown function "${String(m.fn)}", expected "lsh" or "full"`);
-      const out = m.fn === 'lsh' ? lshAttention(qk, v, options) : fullAttention(qk, v, options);
-      new Float32Array(m.buffer, m.outOffset, out.size).set(out.dataSync() as Float32Array);
+      const attend = (a: tf.Tensor, b: tf.Tensor) =>
+        m.fn === 'lsh' ? lshAttention(a as tf.Tensor4D, b as tf.Tensor4D, options) : fullAttention(a as tf.Tensor4D, b as tf.Tensor4D, options);
+      const outputs = m.mode === 'gradient' ? tf.grads(attend)([qk, v], dy) : [attend(qk, v)];
+      outputs.forEach((out, k) => new Float32Array(m.buffer, m.outputs[k].offset, out.size).set(out.dataSync() as Float32Array));
     });
     Atomics.store(header, 0, STATE_DONE);
   } catch (error) {

@@ -15,7 +15,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
-import { setParallelRunner, type ParallelFunction, type ParallelRunner, type ParallelSlice } from './parallel.js';
+import { HostTensor, materialize, setParallelRunner, type ParallelFunction, type ParallelMode, type ParallelRunner, type ParallelSlice } from './parallel.js';
 
 /** Header of the shared buffer: [state, error length], Int32. */
 const HEADER_BYTES = 16;
@@ -30,16 +30,15 @@ const WAIT_MS = 30 * 60 * 1000;
 /** The message a worker gets for one slice. */
 export interface SliceMessage {
   fn: ParallelFunction;
+  /** 'forward': outputs = [out]; 'gradient': inputs end with dy, outputs = [dqk, dv]. */
+  mode: ParallelMode;
   buffer: SharedArrayBuffer;
-  qkShape: [number, number, number, number];
-  vShape: [number, number, number, number];
-  /** Byte offsets in `buffer` of qk, v and the output slice. */
-  qkOffset: number;
-  vOffset: number;
-  outOffset: number;
+  /** Byte offset in `buffer` and shape of each input (qk, v[, dy]) and output slice. */
+  inputs: Array<{ offset: number; shape: number[] }>;
+  outputs: Array<{ offset: number; shape: number[] }>;
   options: Record<string, unknown>;
   /** Tensor options as data: name → [values, shape, dtype]. */
-  tensors: Record<string, [Float32Array | Int32Array, number[], tf.DataType]>;
+  tensors: Record<string, [Float32Array | Int32Array | Uint8Array, number[], tf.DataType]>;
 }
 
 /** The file the workers run: thread_worker.ts next to this file (from source, through tsx) or .js (built). */
@@ -65,66 +64,67 @@ class Pool implements ParallelRunner {
 
   run(
     fn: ParallelFunction,
-    qk: tf.Tensor4D,
-    v: tf.Tensor4D,
+    mode: ParallelMode,
+    inputs: tf.Tensor4D[],
+    outputShapes: (slice: ParallelSlice) => number[][],
     options: Record<string, unknown>,
     axis: 0 | 1,
     slices: ParallelSlice[],
-    local: (qk: tf.Tensor4D, v: tf.Tensor4D, options: Record<string, unknown>) => tf.Tensor4D,
-  ): tf.Tensor4D[] {
+    local: (inputs: tf.Tensor4D[], options: Record<string, unknown>) => tf.Tensor4D[],
+  ): tf.Tensor4D[][] {
     const plain: Record<string, unknown> = {};
     const tensors: SliceMessage['tensors'] = {};
     for (const [key, value] of Object.entries(options)) {
-      if (value instanceof tf.Tensor) tensors[key] = [value.dataSync() as Float32Array | Int32Array, value.shape, value.dtype];
+      if (value instanceof HostTensor) tensors[key] = [value.values, value.shape, value.dtype];
       else if (value !== undefined) plain[key] = value;
     }
-    const qkData = qk.dataSync() as Float32Array;
-    const vData = v.dataSync() as Float32Array;
-    const sliceShape = (shape: number[], s: ParallelSlice): [number, number, number, number] => {
-      const out = [...shape] as [number, number, number, number];
+    const data = inputs.map((x) => x.dataSync() as Float32Array);
+    const sliceShape = (shape: number[], s: ParallelSlice): number[] => {
+      const out = [...shape];
       out[axis] = s.end - s.start;
       return out;
     };
     /** Copies slice `s` of a [B, H, T, X] array into `target`. */
-    const copySlice = (data: Float32Array, shape: number[], s: ParallelSlice, target: Float32Array) => {
+    const copySlice = (values: Float32Array, shape: number[], s: ParallelSlice, target: Float32Array) => {
       const [batch, heads] = shape;
       const row = shape[2] * shape[3]; // one head's T·X values
       if (axis === 0) {
-        target.set(data.subarray(s.start * heads * row, s.end * heads * row));
+        target.set(values.subarray(s.start * heads * row, s.end * heads * row));
         return;
       }
       const width = (s.end - s.start) * row;
-      for (let b = 0; b < batch; b++) target.set(data.subarray((b * heads + s.start) * row, (b * heads + s.start) * row + width), b * width);
+      for (let b = 0; b < batch; b++) target.set(values.subarray((b * heads + s.start) * row, (b * heads + s.start) * row + width), b * width);
     };
+    const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
     // Hand every slice but the first to a worker.
-    const pending: Array<{ buffer: SharedArrayBuffer; outOffset: number; outShape: [number, number, number, number]; worker: number }> = [];
+    const pending: Array<{ buffer: SharedArrayBuffer; outputs: SliceMessage['outputs']; worker: number }> = [];
     for (let i = 1; i < slices.length; i++) {
       const s = slices[i];
-      const qkShape = sliceShape(qk.shape, s);
-      const vShape = sliceShape(v.shape, s);
-      const qkCount = qkShape.reduce((a, b) => a * b, 1);
-      const vCount = vShape.reduce((a, b) => a * b, 1);
-      const qkOffset = HEADER_BYTES + ERROR_BYTES;
-      const vOffset = qkOffset + qkCount * 4;
-      const outOffset = vOffset + vCount * 4;
-      const buffer = new SharedArrayBuffer(outOffset + vCount * 4);
-      copySlice(qkData, qk.shape, s, new Float32Array(buffer, qkOffset, qkCount));
-      copySlice(vData, v.shape, s, new Float32Array(buffer, vOffset, vCount));
-      const message: SliceMessage = { fn, buffer, qkShape, vShape, qkOffset, vOffset, outOffset, options: plain, tensors };
+      let offset = HEADER_BYTES + ERROR_BYTES;
+      const place = (shape: number[]) => {
+        const at = { offset, shape };
+        offset += count(shape) * 4;
+        return at;
+      };
+      const inputPlaces = inputs.map((x) => place(sliceShape(x.shape, s)));
+      const outputPlaces = outputShapes(s).map(place);
+      const buffer = new SharedArrayBuffer(offset);
+      inputs.forEach((x, k) => copySlice(data[k], x.shape, s, new Float32Array(buffer, inputPlaces[k].offset, count(inputPlaces[k].shape))));
+      const message: SliceMessage = { fn, mode, buffer, inputs: inputPlaces, outputs: outputPlaces, options: plain, tensors };
       this.workers[i - 1].postMessage(message);
-      pending.push({ buffer, outOffset, outShape: vShape, worker: i - 1 });
+      pending.push({ buffer, outputs: outputPlaces, worker: i - 1 });
     }
 
     // The first slice here, meanwhile.
     const first = slices[0];
     const begin = [0, 0, 0, 0];
     begin[axis] = first.start;
-    const mine = tf.tidy(() => local(tf.slice(qk, begin, sliceShape(qk.shape, first)), tf.slice(v, begin, sliceShape(v.shape, first)), options));
+    const mine = tf.tidy(() => local(inputs.map((x) => tf.slice(x, begin, sliceShape(x.shape, first)) as tf.Tensor4D), materialize(options)));
 
-    const parts: tf.Tensor4D[] = [mine];
+    const parts: tf.Tensor4D[][] = mine.map((m) => [m]);
     let failure: Error | undefined;
-    for (const { buffer, outOffset, outShape, worker } of pending) {
+    for (const { buffer, outputs, worker } of pending) {
       const header = new Int32Array(buffer, 0, 2);
       if (Atomics.wait(header, 0, STATE_BUSY, WAIT_MS) === 'timed-out') {
         failure ??= new Error(`attention thread ${worker + 1} did not answer within ${WAIT_MS / 60000} minutes`);
@@ -135,11 +135,12 @@ class Pool implements ParallelRunner {
         failure ??= new Error(`attention thread ${worker + 1} failed: ${text}`);
         continue;
       }
-      const count = outShape.reduce((a, b) => a * b, 1);
-      parts.push(tf.tensor(new Float32Array(buffer, outOffset, count).slice(), outShape, 'float32') as tf.Tensor4D);
+      outputs.forEach(({ offset, shape }, k) =>
+        parts[k].push(tf.tensor<tf.Rank>(new Float32Array(buffer, offset, count(shape)).slice(), shape, 'float32') as tf.Tensor4D),
+      );
     }
     if (failure) {
-      tf.dispose(parts);
+      tf.dispose(parts.flat());
       throw failure;
     }
     return parts;
@@ -156,9 +157,9 @@ export function machineCores(): number {
 /**
  * Starts (or restarts with another count) the thread pool the attention
  * functions split their calls across: `threads − 1` workers, each loading
- * the wasm backend, plus the calling thread. 1 stops the pool. Calls on
- * other backends, under a gradient tape, with dropout, or too small to gain
- * run on the calling thread as before.
+ * the wasm backend, plus the calling thread. 1 stops the pool. Gradients
+ * are split too. Calls on other backends, with dropout, or too small to
+ * gain run on the calling thread as before.
  *
  * @param threads total threads, the calling one included: a positive integer. Default: the TFJS_THREADS environment variable, else the machine's cores.
  * @returns the number of threads in use.

@@ -8,7 +8,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
 import { fullAttention, lshAttention, type LSHAttentionOptions } from '../src/index.js';
-import { attentionThreads, parallelCalls, parallelRunner, setParallelMinimumWork, type ParallelFunction } from '../src/parallel.js';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { lshSelfAttention } from '../layers/index.js';
+import { attentionThreads, limitThreads, parallelCalls, parallelRunner, setParallelMinimumWork, type ParallelFunction } from '../src/parallel.js';
 import { startThreads, stopThreads } from '../src/threads.js';
 import { runSweep, type SweepOptions } from '../bench/attention_sweep.js';
 import { makeReport, markdown } from '../bench/report.js';
@@ -97,18 +99,67 @@ describe('attention threads [wasm]', () => {
     tf.dispose([head, x, out, a, b]);
   });
 
-  it('gradients are unchanged: a call under a tape runs on one thread', async () => {
-    const [x, y] = [qk(), v()];
-    const f = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(lshAttention(a as tf.Tensor4D, b as tf.Tensor4D, { nHashes: 2, chunkLength: 8, seed: 2 }), tf.reshape(tf.range(0, B * H * T * D), [B, H, T, D])));
+  for (const [name, attend] of [
+    ['lshAttention, causal, padded', (a: tf.Tensor, b: tf.Tensor) => lshAttention(a as tf.Tensor4D, b as tf.Tensor4D, { nHashes: 2, chunkLength: 8, causal: true, mask: padding(), seed: 2 })],
+    ['fullAttention, causal', (a: tf.Tensor, b: tf.Tensor) => fullAttention(a as tf.Tensor4D, b as tf.Tensor4D, { causal: true })],
+  ] as const) {
+    it(`${name}: under a tape the call and its gradient are split too, and the gradients are bitwise one thread's`, async () => {
+      const [x, y] = [qk(), v()];
+      const weights = tf.reshape(tf.range(0, B * H * T * D), [B, H, T, D]);
+      const f = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(attend(a, b), weights));
+      await startThreads(2);
+      const before = tf.memory().numTensors;
+      const minimum = setParallelMinimumWork(Number.POSITIVE_INFINITY);
+      const one = tf.grads(f)([x, y]);
+      setParallelMinimumWork(minimum);
+      const splitBefore = parallelCalls();
+      const many = tf.grads(f)([x, y]);
+      expect(parallelCalls()).toBe(splitBefore + 2); // the forward pass and the gradient
+      for (let i = 0; i < 2; i++) {
+        expect(many[i].shape).toEqual(one[i].shape);
+        expect(firstDifference(one[i], many[i])).toBe(-1);
+      }
+      tf.dispose([...one, ...many]);
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose([x, y, weights]);
+    });
+  }
+
+  it('training a model: a fit step on 2 threads leaves bitwise the weights of one thread', async () => {
     await startThreads(2);
-    const minimum = setParallelMinimumWork(Number.POSITIVE_INFINITY);
-    const one = tf.grads(f)([x, y]);
-    setParallelMinimumWork(minimum);
-    const before = parallelCalls();
-    const many = tf.grads(f)([x, y]);
-    expect(parallelCalls()).toBe(before); // under the tape: not split
-    for (let i = 0; i < 2; i++) expect(firstDifference(one[i], many[i])).toBe(-1);
-    tf.dispose([x, y, ...one, ...many]);
+    const step = async (threads: number) => {
+      const previous = limitThreads(threads);
+      try {
+        const model = tfl.sequential({
+          layers: [
+            lshSelfAttention({ inputShape: [T, 16], numHeads: 2, headDim: 8, nHashes: 2, chunkLength: 8, causal: true, seed: 4 }),
+            tfl.layers.dense({ units: 4, kernelInitializer: tfl.initializers.glorotUniform({ seed: 5 }) }),
+          ],
+        });
+        model.compile({ optimizer: tf.train.sgd(0.1), loss: 'meanSquaredError' });
+        const x = tf.randomNormal([2, T, 16], 0, 1, 'float32', 6);
+        const y = tf.randomNormal([2, T, 4], 0, 1, 'float32', 7);
+        const splitBefore = parallelCalls();
+        await model.fit(x, y, { epochs: 1, batchSize: 2, shuffle: false, verbose: 0 });
+        const split = parallelCalls() - splitBefore;
+        const weights = model.getWeights().map((w) => w.dataSync().slice());
+        tf.dispose([x, y]);
+        model.dispose();
+        return { weights, split };
+      } finally {
+        limitThreads(previous);
+      }
+    };
+    const one = await step(1);
+    const again = await step(1);
+    // The set-up is deterministic (same seeds and data; no shuffling: fit shuffles a batch's rows by default, which
+    // changes the summation order), so a difference below is the threads'.
+    again.weights.forEach((w, i) => expect(firstDifference(tf.tensor(w), tf.tensor(one.weights[i])), `weight ${i} on one thread twice`).toBe(-1));
+    const two = await step(2);
+    expect(one.split).toBe(0);
+    expect(two.split).toBe(2); // the attention's forward and its gradient
+    expect(two.weights.length).toBe(one.weights.length);
+    two.weights.forEach((w, i) => expect(firstDifference(tf.tensor(w), tf.tensor(one.weights[i])), `weight ${i}`).toBe(-1));
   });
 
   it('a worker’s error comes back as an error of the call, and the pool still works after it', async () => {
@@ -119,7 +170,8 @@ describe('attention threads [wasm]', () => {
     const before = tf.memory().numTensors;
     const slices = [{ start: 0, end: 1 }, { start: 1, end: 2 }];
     // A function name only the worker checks: the calling thread's slice runs, the worker's fails.
-    expect(() => runner.run('nope' as ParallelFunction, x, x, {}, 1, slices, (a) => tf.clone(a))).toThrow(
+    const shapes = (s: { start: number; end: number }) => [[1, s.end - s.start, T, D]];
+    expect(() => runner.run('nope' as ParallelFunction, 'forward', [x, x], shapes, {}, 1, slices, ([a]) => [tf.clone(a)])).toThrow(
       /^attention thread 1 failed: thread_worker: unknown function "nope", expected "lsh" or "full"$/,
     );
     expect(tf.memory().numTensors).toBe(before);
