@@ -153,6 +153,10 @@ class CachedAttention {
   step(x: tf.Tensor3D): tf.Tensor3D {
     if (this.cache === null) throw new Error('generate: internal error, a step before the prefill');
     const { qk, v } = this.layer.projectInputs(x);
+    // An LSH layer computes exact attention while the context is at or below its fullAttentionThreshold.
+    if (this.cache instanceof LSHAttentionCache && this.layer instanceof LSHSelfAttention) {
+      this.cache.exact = this.layer.usesFullAttention(this.cache.length + 1);
+    }
     const attended = this.cache.next(qk, v);
     const out = this.layer.projectOutput(attended);
     tf.dispose([qk, v, attended]);

@@ -4,11 +4,14 @@
  */
 export {
   FullSelfAttention,
+  LocalSelfAttention,
   LSHSelfAttention,
   SelfAttentionBase,
   fullSelfAttention,
+  localSelfAttention,
   lshSelfAttention,
   type AttendOptions,
+  type LocalSelfAttentionArgs,
   type LSHSelfAttentionArgs,
   type SelfAttentionArgs,
 } from './self_attention.js';

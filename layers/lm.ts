@@ -22,13 +22,13 @@ import { cachedGenerationSupport, startCachedGeneration } from './generation.js'
 import { ChunkedFeedForward, type FeedForwardActivation } from './chunked_feed_forward.js';
 import { AxialPositionEmbedding, PositionEmbedding } from './position_embeddings.js';
 import { ReversibleStack } from './reversible.js';
-import { FullSelfAttention, LSHSelfAttention, type SelfAttentionBase } from './self_attention.js';
+import { FullSelfAttention, LocalSelfAttention, LSHSelfAttention, type SelfAttentionBase } from './self_attention.js';
 import { LayerNorm } from './layer_norm.js';
 import { PositionwiseDense } from './positionwise_dense.js';
 import { reseeded, resolveInitializer, resolveRegularizer, type InitializerArg, type RegularizerArg } from './weight_args.js';
 
 /** The attention of one block. */
-export type AttentionKind = 'lsh' | 'full';
+export type AttentionKind = 'lsh' | 'full' | 'local';
 
 /** The position embedding of a {@link reformerLM}. */
 export type PositionEmbeddingKind = 'learned' | 'axial';
@@ -43,7 +43,11 @@ export interface ReformerLMArgs {
   modelSize?: number;
   /** The number of reversible blocks. Default: the length of `attention` if it is an array, else 2. */
   numLayers?: number;
-  /** The attention of every block ('lsh' or 'full'), or one per block. Default 'lsh'. */
+  /**
+   * The attention of every block ('lsh', 'full' or 'local': chunks of
+   * chunkLength in position order with numChunksBefore/After neighbours), or
+   * one per block, e.g. ['local', 'lsh', 'local', 'lsh']. Default 'lsh'.
+   */
   attention?: AttentionKind | AttentionKind[];
   /** Heads per attention layer. Default 4. */
   numHeads?: number;
@@ -59,6 +63,8 @@ export interface ReformerLMArgs {
   numChunksBefore?: number;
   /** LSH chunks after its own that each chunk attends to. Default 0. */
   numChunksAfter?: number;
+  /** The LSH blocks' fullAttentionThreshold (exact attention at or below this length; 0: off). Default: LSHSelfAttention's. */
+  fullAttentionThreshold?: number;
   /** Dropout on the attention weights in training. Default 0. */
   attentionDropout?: number;
   /** Hidden size of the feed-forward. Default 4·M. */
@@ -130,7 +136,9 @@ export function reformerLM(args: ReformerLMArgs): tfl.LayersModel {
     throw new Error(`${who}: attention has ${perLayer.length} entries but numLayers is ${numLayers}; give one kind per block`);
   }
   perLayer.forEach((kind, i) => {
-    if (kind !== 'lsh' && kind !== 'full') throw new Error(`${who}: attention[${i}] must be 'lsh' or 'full', got ${String(kind)}`);
+    if (kind !== 'lsh' && kind !== 'full' && kind !== 'local') {
+      throw new Error(`${who}: attention[${i}] must be 'lsh', 'full' or 'local', got ${String(kind)}`);
+    }
   });
   if (args.attentionDropout !== undefined) assertRate(who, 'attentionDropout', args.attentionDropout);
   // Checked here, before any layer is built (a failure while building would leave the built layers' weights behind).
@@ -146,6 +154,7 @@ export function reformerLM(args: ReformerLMArgs): tfl.LayersModel {
   if (args.numChunksBefore !== undefined) assertNonNegativeInteger(who, 'numChunksBefore', args.numChunksBefore);
   if (args.numChunksAfter !== undefined) assertNonNegativeInteger(who, 'numChunksAfter', args.numChunksAfter);
   if (args.nBuckets !== undefined) bucketFactors(who, args.nBuckets);
+  if (args.fullAttentionThreshold !== undefined) assertNonNegativeInteger(who, 'fullAttentionThreshold', args.fullAttentionThreshold);
   const seed = args.seed ?? freshSeed();
   assertSeed(who, seed);
   const seeds = uniformStream(seed, 'reformerLM');
@@ -172,10 +181,20 @@ export function reformerLM(args: ReformerLMArgs): tfl.LayersModel {
             nBuckets: args.nBuckets,
             numChunksBefore: args.numChunksBefore,
             numChunksAfter: args.numChunksAfter,
+            fullAttentionThreshold: args.fullAttentionThreshold,
             ...weightArgs(),
             seed: nextSeed(seeds),
           })
-        : new FullSelfAttention({ ...common, ...weightArgs(), seed: nextSeed(seeds) }),
+        : kind === 'local'
+          ? new LocalSelfAttention({
+              ...common,
+              chunkLength: args.chunkLength,
+              numChunksBefore: args.numChunksBefore,
+              numChunksAfter: args.numChunksAfter,
+              ...weightArgs(),
+              seed: nextSeed(seeds),
+            })
+          : new FullSelfAttention({ ...common, ...weightArgs(), seed: nextSeed(seeds) }),
     feedForward: new ChunkedFeedForward({
       units: args.feedForwardUnits,
       chunkLength: args.feedForwardChunkLength ?? DEFAULT_FEED_FORWARD_CHUNK,
@@ -450,9 +469,10 @@ export function setNHashes(model: tfl.LayersModel | tfl.layers.Layer, nHashes: n
   return layers.length;
 }
 
-/** The attention layers of a model, in order (LSH and full). */
+/** The attention layers of a model, in order (LSH, full and local). */
 export function attentionLayers(model: tfl.LayersModel | tfl.layers.Layer): SelfAttentionBase[] {
   return allLayers(model).filter(
-    (layer): layer is SelfAttentionBase => layer instanceof LSHSelfAttention || layer instanceof FullSelfAttention,
+    (layer): layer is SelfAttentionBase =>
+      layer instanceof LSHSelfAttention || layer instanceof FullSelfAttention || layer instanceof LocalSelfAttention,
   );
 }

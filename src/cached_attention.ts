@@ -377,7 +377,21 @@ export class LSHAttentionCache extends AttentionCacheBase {
     }
   }
 
+  /**
+   * When true, the next position attends to every cached position that is
+   * not padding, as causal full attention does (an LSH layer computes exact
+   * attention at or below its fullAttentionThreshold); its buckets are
+   * recorded all the same, for the steps after. Default false.
+   */
+  exact = false;
+
   protected candidates(b: number, h: number, into: Int32Array): number {
+    if (this.exact) {
+      const kept = this.kept[b];
+      let count = 0;
+      for (let j = 0; j < this.length; j++) if (kept[j] === 1) into[count++] = j;
+      return count;
+    }
     const slot = b * this.heads + h;
     const buckets = this.pending as Int32Array;
     const query = this.serial++;

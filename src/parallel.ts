@@ -136,8 +136,10 @@ const PLAIN_OPTIONS: Record<ParallelFunction, ReadonlySet<string>> = {
   lsh: new Set([
     'causal', 'dropout', 'dropoutSeed', 'nBuckets', 'nHashes', 'chunkLength', 'numChunksBefore', 'numChunksAfter',
     'seed', 'hashFamily', 'blockLogits', 'memoryLimitBytes', 'checkFinite',
+    // Per-head settings (a call that returns its attention weights is not split).
+    'allowDuplicateAttention', 'attendAcrossBuckets', 'fullAttentionThreshold', 'returnAttention',
   ]),
-  full: new Set(['causal', 'dropout', 'dropoutSeed', 'blockLogits', 'memoryLimitBytes', 'checkFinite']),
+  full: new Set(['causal', 'dropout', 'dropoutSeed', 'blockLogits', 'memoryLimitBytes', 'checkFinite', 'returnAttention']),
 };
 /** Tensor options, sent as data: the padding mask (whole: it is per batch row), LSH's rotations (whole: shared by all heads). */
 const TENSOR_OPTIONS = new Set(['mask', 'rotations']);

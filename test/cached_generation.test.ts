@@ -134,6 +134,8 @@ describeBackends('generate with the cache', () => {
   it.each([
     ['full attention, reversible, axial positions', ['full', 'full'], 'axial', {}],
     ['full attention, plain residuals, learned positions', ['full'], 'learned', { reversible: false }],
+    // Short contexts are at or below the LSH layers' fullAttentionThreshold (default 1024): exact attention, cached too.
+    ['LSH layers at or below their fullAttentionThreshold', ['lsh', 'lsh'], 'axial', {}],
   ] as const)('%s: the same greedy tokens and logits as without the cache', async (_name, attention, positions, extra) => {
     const model = lm([...attention], positions, extra);
     const prompts = [[1, 2, 3, 4, 5], [7, 7, 1, 0, 9]];

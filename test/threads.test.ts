@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
-import { fullAttention, lshAttention } from '../src/index.js';
+import { fullAttention, lshAttention, type LSHAttentionOptions } from '../src/index.js';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { lshSelfAttention } from '../layers/index.js';
 import { attentionThreads, limitThreads, parallelCalls, parallelRunner, setParallelMinimumWork, type ParallelFunction } from '../src/parallel.js';
@@ -63,6 +63,7 @@ describe('attention threads [wasm]', () => {
     ['lshAttention, causal, padded, 3 rounds', (x, y) => lshAttention(x, y, { nHashes: 3, chunkLength: 8, causal: true, mask: padding(), seed: 5 })],
     ['lshAttention, given rotations, numChunksAfter', (x, y) => lshAttention(x, y, { nHashes: 2, chunkLength: 8, numChunksAfter: 1, seed: 6 })],
     ['fullAttention, causal, padded', (x, y) => fullAttention(x, y, { causal: true, mask: padding() })],
+    ['lshAttention, no duplicates, own buckets only', (x, y) => lshAttention(x, y, { nHashes: 2, chunkLength: 8, causal: true, allowDuplicateAttention: false, attendAcrossBuckets: false, seed: 7 })],
   ];
   for (const threads of [2, 3]) {
     for (const [name, call] of cases) {
@@ -184,7 +185,7 @@ describe('attention threads [wasm]', () => {
     const [x, y] = [qk(), v()];
     const before = parallelCalls();
     tf.dispose(lshAttention(x, y, { nHashes: 1, chunkLength: 8, seed: 1, dropout: 0.1, dropoutSeed: 3 }));
-    tf.dispose(lshAttention(x, y, { nHashes: 1, chunkLength: 8, seed: 1, futureOption: true } as never));
+    tf.dispose(lshAttention(x, y, { nHashes: 1, chunkLength: 8, seed: 1, futureOption: true } as LSHAttentionOptions));
     const minimum = setParallelMinimumWork(1 << 30);
     tf.dispose(lshAttention(x, y, { nHashes: 1, chunkLength: 8, seed: 1 }));
     setParallelMinimumWork(minimum);
