@@ -53,6 +53,7 @@ export {
   LOAD_CHECK_ROUNDING,
   LOAD_CHECK_ROWS,
   LSHIndex,
+  type IndexMemory,
   type IndexStats,
   type LSHId,
   type LSHIndexJSON,

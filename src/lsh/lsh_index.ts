@@ -13,6 +13,7 @@ import { assertNonNegativeInteger, assertPositiveInteger } from '../validate.js'
 import { base64ToFloat32, base64ToInt32, describeValue, float32ToBase64, int32ToBase64 } from './encoding.js';
 import { assertSavedPositiveInteger, checkVectors, type HashFamily, type HashFamilyJSON } from './family.js';
 import {
+  builtInRbfGamma,
   checkSimilarity,
   dot,
   kernelToJSON,
@@ -24,6 +25,10 @@ import {
 } from './similarity.js';
 import { MAX_PROBES, probeSequence } from './probe.js';
 import { familyFromJSON } from './serialize.js';
+import { FlatTable, RowStore } from './store.js';
+
+/** Queries handled per re-rank call (bounds the scratch memory of one call). */
+const QUERY_CHUNK = 1024;
 
 /** An item's id: a number or a string. */
 export type LSHId = number | string;
@@ -35,6 +40,12 @@ export interface LSHIndexOptions {
    * family's kernel for KernelizedLSH, else 'cosine'.
    */
   similarity?: Similarity;
+  /**
+   * Keep the stored vectors in WebAssembly memory and re-rank there with
+   * SIMD (same values as plain JavaScript, several times faster). Default
+   * true; false (or no WebAssembly SIMD) re-ranks in plain JavaScript.
+   */
+  wasm?: boolean;
 }
 
 /** Options of {@link LSHIndex.query}. */
@@ -82,10 +93,26 @@ export interface IndexStats {
   nTables: number;
   /** Bits per key. */
   keyBits: number;
+  /** Memory held by the index, in bytes. */
+  memory: IndexMemory;
   /** Per table. */
   tables: TableStats[];
   /** Means over the tables. */
   mean: TableStats;
+}
+
+/** Bytes held by an index (its typed arrays; the ids' JavaScript array and map are not counted). */
+export interface IndexMemory {
+  /** The stored vectors (allocated rows × D × 4). */
+  vectorBytes: number;
+  /** The keys, L per allocated row. */
+  keyBytes: number;
+  /** The flat tables: key hashes, bucket offsets and members. */
+  tableBytes: number;
+  /** Norms, liveness flags, query scratch. */
+  otherBytes: number;
+  /** All of the above over the vectors stored. */
+  bytesPerVector: number;
 }
 
 /** A saved index. */
@@ -141,7 +168,7 @@ export class LSHIndex {
   readonly family: HashFamily;
   readonly similarity: Similarity;
   private ownsFamily: boolean;
-  private vectors = new Float32Array(0);
+  private readonly store: RowStore;
   private slotKeys = new Int32Array(0);
   private norms = new Float32Array(0);
   private alive = new Uint8Array(0);
@@ -150,9 +177,10 @@ export class LSHIndex {
   private live = 0;
   private nextId = 0;
   private readonly idToSlot = new Map<LSHId, number>();
-  private readonly tables: Map<number, number[]>[];
-  private marks = new Int32Array(0);
-  private markStamp = 0;
+  /** The tables, rebuilt from slotKeys after any add or remove (null until then). */
+  private tables: FlatTable[] | null = null;
+  private visited = new Uint8Array(0);
+  private candidates = new Int32Array(1024);
   private disposed = false;
 
   /**
@@ -176,7 +204,7 @@ export class LSHIndex {
     this.family = family;
     this.similarity = similarity;
     this.ownsFamily = false;
-    this.tables = Array.from({ length: family.nTables }, () => new Map<number, number[]>());
+    this.store = new RowStore(family.dim, options.wasm ?? true);
   }
 
   /** Vectors stored. */
@@ -187,6 +215,11 @@ export class LSHIndex {
   /** D. */
   get dim(): number {
     return this.family.dim;
+  }
+
+  /** Whether candidates are re-ranked in WebAssembly (see {@link LSHIndexOptions.wasm}). */
+  get wasm(): boolean {
+    return this.store.wasm;
   }
 
   /** Whether an id is stored. */
@@ -237,19 +270,11 @@ export class LSHIndex {
         throw new Error(`${who}: ids must be an id (a string or number) or an array of ids, got ${describeValue(id)}${where}`);
       }
     });
-    const L = this.family.nTables;
     let removed = 0;
     for (const id of list) {
       const slot = this.idToSlot.get(id);
       if (slot === undefined) continue;
-      for (let t = 0; t < L; t++) {
-        const key = this.slotKeys[slot * L + t];
-        const bucket = this.tables[t].get(key);
-        if (bucket === undefined) continue;
-        const at = bucket.indexOf(slot);
-        if (at >= 0) bucket.splice(at, 1);
-        if (bucket.length === 0) this.tables[t].delete(key);
-      }
+      this.tables = null;
       this.alive[slot] = 0;
       this.idToSlot.delete(id);
       this.live--;
@@ -298,48 +323,101 @@ export class LSHIndex {
       scoreTensor.dispose();
     }
 
-    // Candidates: union of the buckets, each stored vector once per query.
-    if (this.marks.length < this.slots) this.marks = new Int32Array(Math.max(this.slots, 2 * this.marks.length));
-    const marks = this.marks;
-    const perQuery: number[][] = [];
-    const bucketCounts: number[] = [];
-    for (let i = 0; i < q; i++) {
-      const stamp = ++this.markStamp;
-      const found: number[] = [];
-      let buckets = L;
-      const visit = (table: number, key: number): void => {
-        const bucket = this.tables[table].get(key);
-        if (bucket === undefined) return;
-        for (let b = 0; b < bucket.length; b++) {
-          const slot = bucket[b];
-          if (marks[slot] !== stamp) {
-            marks[slot] = stamp;
-            found.push(slot);
-          }
+    const tables = this.ensureTables();
+    const out: QueryResult[] = [];
+    for (let start = 0; start < q; start += QUERY_CHUNK) {
+      const n = Math.min(QUERY_CHUNK, q - start);
+      out.push(...(await this.queryChunk(who, queryValues, keys, scores, start, n, k, probes, tables)));
+    }
+    return out;
+  }
+
+  /**
+   * Queries [start, start + n) of a batch: candidates from flat tables
+   * (de-duplicated with a visited bitmap), one re-rank call for the chunk,
+   * partial top-k.
+   */
+  private async queryChunk(
+    who: string,
+    queryValues: Float32Array,
+    keys: Int32Array,
+    scores: Float32Array | null,
+    start: number,
+    n: number,
+    k: number,
+    probes: number,
+    tables: FlatTable[],
+  ): Promise<QueryResult[]> {
+    const { nTables: L, digitsPerKey: M, digitBase: A } = this.family;
+    const dim = this.dim;
+    if (this.visited.length < this.slots) this.visited = new Uint8Array(Math.max(this.slots, 2 * this.visited.length));
+    const visited = this.visited;
+    const starts = new Int32Array(n + 1);
+    const bucketCounts = new Int32Array(n);
+    let cands = this.candidates;
+    let cursor = 0;
+    const visit = (table: FlatTable, key: number): void => {
+      const b = table.bucket(key);
+      if (b < 0) return;
+      const from = table.offsets[b];
+      const to = table.offsets[b + 1];
+      if (cursor + (to - from) > cands.length) {
+        const bigger = new Int32Array(Math.max(2 * cands.length, cursor + (to - from)));
+        bigger.set(cands.subarray(0, cursor));
+        cands = bigger;
+        this.candidates = bigger;
+      }
+      const members = table.members;
+      for (let m = from; m < to; m++) {
+        const slot = members[m];
+        if (visited[slot] === 0) {
+          visited[slot] = 1;
+          cands[cursor++] = slot;
         }
-      };
-      for (let t = 0; t < L; t++) visit(t, keys[i * L + t]);
+      }
+    };
+    for (let i = 0; i < n; i++) {
+      const row = start + i;
+      starts[i] = cursor;
+      let buckets = L;
+      for (let t = 0; t < L; t++) visit(tables[t], keys[row * L + t]);
       if (scores !== null) {
-        for (const probe of probeSequence(scores, i * L * M * A, L, M, A, probes)) {
-          if (probe.key === keys[i * L + probe.table]) continue;
-          visit(probe.table, probe.key);
+        for (const probe of probeSequence(scores, row * L * M * A, L, M, A, probes)) {
+          if (probe.key === keys[row * L + probe.table]) continue;
+          visit(tables[probe.table], probe.key);
           buckets++;
         }
       }
-      perQuery.push(found);
-      bucketCounts.push(buckets);
+      for (let j = starts[i]; j < cursor; j++) visited[cands[j]] = 0;
+      bucketCounts[i] = buckets;
     }
+    starts[n] = cursor;
 
-    const similarities = await this.rerank(queryValues, perQuery);
-    return perQuery.map((found, i) => {
-      const best = topK(similarities[i], found, k);
-      return {
-        ids: best.map((j) => this.slotIds[found[j]]),
-        scores: best.map((j) => similarities[i][j]),
-        candidates: found.length,
+    const sims = await this.rerank(who, queryValues.subarray(start * dim, (start + n) * dim), n, cands, starts);
+    const results: QueryResult[] = [];
+    for (let i = 0; i < n; i++) {
+      const best = topK(sims, cands, starts[i], starts[i + 1], k);
+      results.push({
+        ids: Array.from(best, (j) => this.slotIds[cands[j]]),
+        scores: Array.from(best, (j) => sims[j]),
+        candidates: starts[i + 1] - starts[i],
         buckets: bucketCounts[i],
-      };
-    });
+      });
+    }
+    return results;
+  }
+
+  /** The flat tables, rebuilt from the keys after any add or remove. */
+  private ensureTables(): FlatTable[] {
+    if (this.tables === null) {
+      const L = this.family.nTables;
+      const bucketOf = new Int32Array(this.slots);
+      this.tables = Array.from(
+        { length: L },
+        (_, t) => new FlatTable(this.slotKeys, this.alive, this.slots, this.live, L, t, bucketOf),
+      );
+    }
+    return this.tables;
   }
 
   /** Bucket occupancy per table and on average. */
@@ -347,12 +425,13 @@ export class LSHIndex {
     this.checkNotDisposed('LSHIndex.stats');
     const n = this.live;
     const keyBits = this.family.keyBits;
-    const tables = this.tables.map((table): TableStats => {
+    const flat = this.ensureTables();
+    const tables = flat.map((table): TableStats => {
       let largest = 0;
       let squares = 0;
       let entropy = 0;
       // Sorted sizes: the sums do not depend on the order buckets were created in (a loaded index matches).
-      const sizes = Array.from(table.values(), (bucket) => bucket.length).sort((a, b) => a - b);
+      const sizes = Array.from({ length: table.size }, (_, b) => table.offsets[b + 1] - table.offsets[b]).sort((a, b) => a - b);
       for (const size of sizes) {
         largest = Math.max(largest, size);
         squares += size * size;
@@ -369,10 +448,22 @@ export class LSHIndex {
     });
     const meanOf = (pick: (s: TableStats) => number): number =>
       tables.reduce((sum, s) => sum + pick(s), 0) / Math.max(1, tables.length);
+    const L = this.family.nTables;
+    const vectorBytes = this.store.bytes;
+    const keyBytes = this.slotKeys.byteLength;
+    const tableBytes = flat.reduce((sum, table) => sum + table.bytes, 0);
+    const otherBytes = this.norms.byteLength + this.alive.byteLength + this.visited.byteLength + this.candidates.byteLength;
     return {
       size: n,
-      nTables: this.family.nTables,
+      nTables: L,
       keyBits,
+      memory: {
+        vectorBytes,
+        keyBytes,
+        tableBytes,
+        otherBytes,
+        bytesPerVector: n > 0 ? (vectorBytes + keyBytes + tableBytes + otherBytes) / n : 0,
+      },
       tables,
       mean: {
         buckets: meanOf((s) => s.buckets),
@@ -392,10 +483,11 @@ export class LSHIndex {
     const vectors = new Float32Array(this.live * dim);
     const keys = new Int32Array(this.live * L);
     const ids: LSHId[] = [];
+    const stored = this.store.rows();
     let row = 0;
     for (let s = 0; s < this.slots; s++) {
       if (!this.alive[s]) continue;
-      vectors.set(this.vectors.subarray(s * dim, (s + 1) * dim), row * dim);
+      vectors.set(stored.subarray(s * dim, (s + 1) * dim), row * dim);
       keys.set(this.slotKeys.subarray(s * L, (s + 1) * L), row * L);
       ids.push(this.slotIds[s]);
       row++;
@@ -545,11 +637,9 @@ export class LSHIndex {
     const dim = this.dim;
     const L = this.family.nTables;
     const needed = this.slots + n;
-    if (needed * dim > this.vectors.length) {
-      const capacity = Math.max(needed, 2 * (this.vectors.length / Math.max(dim, 1)), 64);
-      const vectors = new Float32Array(capacity * dim);
-      vectors.set(this.vectors.subarray(0, this.slots * dim));
-      this.vectors = vectors;
+    if (needed > this.alive.length) {
+      const capacity = Math.max(needed, 2 * this.alive.length, 64);
+      this.store.reserve(who, capacity);
       const slotKeys = new Int32Array(capacity * L);
       slotKeys.set(this.slotKeys.subarray(0, this.slots * L));
       this.slotKeys = slotKeys;
@@ -560,7 +650,8 @@ export class LSHIndex {
       norms.set(this.norms.subarray(0, this.slots));
       this.norms = norms;
     }
-    this.vectors.set(values, this.slots * dim);
+    this.store.reserve(who, needed);
+    this.store.rows().set(values, this.slots * dim);
     this.slotKeys.set(keys, this.slots * L);
     for (let i = 0; i < n; i++) {
       const slot = this.slots + i;
@@ -568,84 +659,90 @@ export class LSHIndex {
       this.norms[slot] = Math.sqrt(dot(values, i * dim, values, i * dim, dim));
       this.slotIds[slot] = ids[i];
       this.idToSlot.set(ids[i], slot);
-      for (let t = 0; t < L; t++) {
-        const key = keys[i * L + t];
-        const bucket = this.tables[t].get(key);
-        if (bucket === undefined) this.tables[t].set(key, [slot]);
-        else bucket.push(slot);
-      }
     }
+    this.tables = null;
     this.slots += n;
     this.live += n;
   }
 
   /**
-   * Similarities of every query to its candidates. Cosine and kernels with a
-   * JavaScript `pair` run over the stored rows directly (faster than
-   * gathering rows into tensors on every backend measured); other kernels
-   * get one [1, c] `matrix` call per query.
+   * Similarities of a chunk of queries to their candidates, f32 like the
+   * scores returned. Cosine and the built-in RBF kernel run in one call of
+   * the store's re-rank kernel for the chunk (f64 sums with the arithmetic
+   * of the JavaScript `dot` and `pair`, so the same values); other kernels
+   * with a JavaScript `pair` run it per candidate; kernels without one get
+   * one [1, c] `matrix` call per query.
+   * @param queryValues f32 [n, D].
    */
-  private async rerank(queryValues: Float32Array, perQuery: number[][]): Promise<Float32Array[]> {
-    const who = 'LSHIndex.query';
+  private async rerank(who: string, queryValues: Float32Array, n: number, cands: Int32Array, starts: Int32Array): Promise<Float32Array> {
     const dim = this.dim;
-    const stored = this.vectors;
     const similarity = this.similarity;
-    const out = perQuery.map((found) => new Float32Array(found.length));
-    for (let i = 0; i < perQuery.length; i++) {
-      const found = perQuery[i];
-      const sims = out[i];
-      const offset = i * dim;
+    const total = starts[n];
+    const sims = new Float32Array(total);
+    const rbfGamma = similarity === 'cosine' ? undefined : builtInRbfGamma(similarity);
+    if (similarity === 'cosine' || rbfGamma !== undefined) {
+      const sums = new Float64Array(total);
+      this.store.rerank(who, similarity === 'cosine' ? 'dot' : 'sqdist', queryValues, n, cands, starts, sums);
       if (similarity === 'cosine') {
-        const queryNorm = Math.sqrt(dot(queryValues, offset, queryValues, offset, dim));
         const norms = this.norms;
-        for (let j = 0; j < found.length; j++) {
-          const slot = found[j];
-          const scale = queryNorm * norms[slot];
-          sims[j] = scale > 0 ? dot(queryValues, offset, stored, slot * dim, dim) / scale : 0;
+        for (let i = 0; i < n; i++) {
+          const queryNorm = Math.sqrt(dot(queryValues, i * dim, queryValues, i * dim, dim));
+          for (let j = starts[i]; j < starts[i + 1]; j++) {
+            const scale = queryNorm * norms[cands[j]];
+            sims[j] = scale > 0 ? sums[j] / scale : 0;
+          }
         }
-      } else if (similarity.pair !== undefined) {
-        const pair = similarity.pair;
-        for (let j = 0; j < found.length; j++) sims[j] = pair(queryValues, offset, stored, found[j] * dim, dim);
+      } else {
+        const gamma = (rbfGamma as (dim: number) => number)(dim);
+        for (let j = 0; j < total; j++) sims[j] = Math.exp(-gamma * sums[j]);
       }
-    }
-    if (similarity !== 'cosine' && similarity.pair === undefined) {
-      for (let i = 0; i < perQuery.length; i++) {
-        const found = perQuery[i];
-        if (found.length === 0) continue;
-        const rows = new Float32Array(found.length * dim);
-        found.forEach((slot, j) => rows.set(stored.subarray(slot * dim, (slot + 1) * dim), j * dim));
+    } else if (similarity.pair !== undefined) {
+      const pair = similarity.pair;
+      const stored = this.store.rows();
+      for (let i = 0; i < n; i++) {
+        for (let j = starts[i]; j < starts[i + 1]; j++) sims[j] = pair(queryValues, i * dim, stored, cands[j] * dim, dim);
+      }
+    } else {
+      for (let i = 0; i < n; i++) {
+        const count = starts[i + 1] - starts[i];
+        if (count === 0) continue;
+        const stored = this.store.rows();
+        const rows = new Float32Array(count * dim);
+        for (let j = 0; j < count; j++) {
+          const slot = cands[starts[i] + j];
+          rows.set(stored.subarray(slot * dim, (slot + 1) * dim), j * dim);
+        }
         const row = tf.tidy(() =>
           similarity.matrix(
-            tf.tensor2d(queryValues.subarray(i * dim, (i + 1) * dim), [1, dim], 'float32'),
-            tf.tensor2d(rows, [found.length, dim], 'float32'),
+            tf.tensor2d(queryValues.slice(i * dim, (i + 1) * dim), [1, dim], 'float32'),
+            tf.tensor2d(rows, [count, dim], 'float32'),
           ),
         );
-        out[i].set((await row.data()) as Float32Array);
+        sims.set((await row.data()) as Float32Array, starts[i]);
         row.dispose();
       }
     }
-    for (const sims of out) {
-      for (let j = 0; j < sims.length; j++) {
-        if (!Number.isFinite(sims[j])) {
-          const name = similarity === 'cosine' ? 'cosine' : `kernel '${similarity.name}'`;
-          throw new Error(
-            `${who}: the similarity (${name}) returned ${sims[j]} for a candidate; it must be finite for every stored vector and query`,
-          );
-        }
+    for (let j = 0; j < total; j++) {
+      if (!Number.isFinite(sims[j])) {
+        const name = similarity === 'cosine' ? 'cosine' : `kernel '${similarity.name}'`;
+        throw new Error(
+          `${who}: the similarity (${name}) returned ${sims[j]} for a candidate; it must be finite for every stored vector and query`,
+        );
       }
     }
-    return out;
+    return sims;
   }
 }
 
 /**
- * Positions of the k largest scores, best first; equal scores keep the
- * earlier-stored vector first (smaller slot).
+ * Positions in [from, to) of the k largest scores, best first; equal scores
+ * keep the earlier-stored vector first (smaller slot). A partial selection:
+ * a bounded insertion list, most candidates rejected by one comparison.
  */
-function topK(scores: Float32Array, slots: number[], k: number): number[] {
+function topK(scores: Float32Array, slots: Int32Array, from: number, to: number, k: number): number[] {
   const best: number[] = [];
   const better = (a: number, b: number): boolean => scores[a] > scores[b] || (scores[a] === scores[b] && slots[a] < slots[b]);
-  for (let j = 0; j < scores.length; j++) {
+  for (let j = from; j < to; j++) {
     if (best.length === k && !better(j, best[k - 1])) continue;
     let at = best.length === k ? k - 1 : best.length;
     if (best.length < k) best.push(j);
