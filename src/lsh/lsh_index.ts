@@ -26,6 +26,7 @@ import {
 import { MAX_PROBES, probeSequence } from './probe.js';
 import { familyFromJSON } from './serialize.js';
 import { FlatTable, RowStore } from './store.js';
+import { BINARY_MAGIC, ChunkReader, writeBinary, type BinarySource } from './binary.js';
 
 /** Queries handled per re-rank call (bounds the scratch memory of one call). */
 const QUERY_CHUNK = 1024;
@@ -518,53 +519,176 @@ export class LSHIndex {
    */
   static fromJSON(json: LSHIndexJSON, options: LSHIndexLoadOptions = {}): LSHIndex {
     const who = 'LSHIndex.fromJSON';
-    if (json === null || typeof json !== 'object' || json.format !== INDEX_FORMAT) {
-      const found = json !== null && typeof json === 'object' ? `format ${describeValue(json.format)}` : describeValue(json);
-      throw new Error(`${who}: expected a saved index with format '${INDEX_FORMAT}' (from index.toJSON()), got ${found}`);
-    }
-    if (options === null || typeof options !== 'object') {
-      throw new Error(`${who}: options must be an object like { kernels: { name: fn } }, got ${describeValue(options)}`);
-    }
-    if (json.version !== 1) throw new Error(`${who}: version must be 1, got ${describeValue(json.version)}`);
-    if (typeof json.size !== 'number' || !Number.isSafeInteger(json.size) || json.size < 0) {
-      throw new Error(`${who}: size must be a non-negative integer (the number of stored vectors), got ${describeValue(json.size)}`);
-    }
-    assertSavedPositiveInteger(who, 'dim', json.dim);
-    if (typeof json.nextId !== 'number' || !Number.isSafeInteger(json.nextId) || json.nextId < 0) {
-      throw new Error(
-        `${who}: nextId must be an integer in [0, ${Number.MAX_SAFE_INTEGER}] (the next default id), got ${describeValue(json.nextId)}; ` +
-          'the saved JSON is edited',
-      );
-    }
+    checkSavedHeader(who, json, options, 'index.toJSON()');
     const ids = checkSavedIds(who, json.ids, json.size);
     const vectors = base64ToFloat32(who, 'vectors', json.vectors, json.size * json.dim, `[size, dim] = [${json.size}, ${json.dim}]`);
     checkFinite(who, 'vectors', vectors, json.dim, 'the saved JSON is corrupted');
     const family = familyFromJSON(json.family, options);
     try {
-      if (family.dim !== json.dim) {
-        throw new Error(`${who}: dim must match family.dim = ${family.dim}, got ${json.dim}; the saved JSON is edited`);
-      }
       const L = family.nTables;
+      checkFamilyDim(who, family, json.dim);
       const keys = base64ToInt32(who, 'keys', json.keys, json.size * L, `[size, family.nTables] = [${json.size}, ${L}]`);
-      const keyCount = family.digitBase ** family.digitsPerKey;
-      const bad = keys.findIndex((key) => key < 0 || key >= keyCount);
-      if (bad >= 0) {
-        throw new Error(
-          `${who}: keys must be in [0, ${keyCount}) (the family's ${family.digitsPerKey} digits in base ${family.digitBase}), ` +
-            `got ${keys[bad]} for row ${Math.floor(bad / L)}, table ${bad % L}; the keys or the family were edited`,
-        );
-      }
-      const similarity = json.similarity === 'cosine' ? 'cosine' : loadKernel(who, 'similarity', json.similarity, options.kernels);
-      checkKeysAgainstFamily(who, family, vectors, keys, json.size);
-      const index = new LSHIndex(family, { similarity });
-      index.ownsFamily = true;
-      index.append(who, vectors, keys, ids);
-      index.nextId = json.nextId;
+      const index = LSHIndex.loaded(who, json, family, options);
+      index.reserveSlots(who, json.size);
+      index.store.rows().set(vectors);
+      index.finishLoad(who, keys, ids, json.nextId);
       return index;
     } catch (error) {
       family.dispose();
       throw error;
     }
+  }
+
+  /**
+   * The index in the binary format, as chunks of at most 4 MiB: write them
+   * to a file or a stream (Node: `stream.Readable.from(index.toBinary())`
+   * piped to `fs.createWriteStream(path)`; a browser: `new Blob([...index.toBinary()])`).
+   * Smaller and far faster than JSON for large indexes; see
+   * src/lsh/binary.ts for the layout (magic, header, vectors, keys, ids,
+   * each with a checksum).
+   */
+  *toBinary(): Generator<Uint8Array> {
+    const who = 'LSHIndex.toBinary';
+    this.checkNotDisposed(who);
+    const L = this.family.nTables;
+    const dim = this.dim;
+    const contiguous = this.live === this.slots;
+    // Rows in place when none was removed (chunks are copied as they go out), else compacted once.
+    let vectors: Float32Array;
+    let keys: Int32Array;
+    const ids: LSHId[] = [];
+    if (contiguous) {
+      vectors = this.store.rows().subarray(0, this.slots * dim);
+      keys = this.slotKeys.subarray(0, this.slots * L);
+      for (let s = 0; s < this.slots; s++) ids.push(this.slotIds[s]);
+    } else {
+      vectors = new Float32Array(this.live * dim);
+      keys = new Int32Array(this.live * L);
+      const stored = this.store.rows();
+      let row = 0;
+      for (let s = 0; s < this.slots; s++) {
+        if (!this.alive[s]) continue;
+        vectors.set(stored.subarray(s * dim, (s + 1) * dim), row * dim);
+        keys.set(this.slotKeys.subarray(s * L, (s + 1) * L), row * L);
+        ids.push(this.slotIds[s]);
+        row++;
+      }
+    }
+    const numeric = ids.every((id) => typeof id === 'number');
+    const header = {
+      format: INDEX_FORMAT,
+      version: 1,
+      family: this.family.toJSON(),
+      similarity: this.similarity === 'cosine' ? 'cosine' : kernelToJSON(this.similarity),
+      dim,
+      size: this.live,
+      nextId: this.nextId,
+      idKind: numeric ? 'number' : 'json',
+    };
+    yield* writeBinary(who, () => ({
+      header,
+      vectors,
+      keys,
+      ids: numeric ? Float64Array.from(ids as number[]) : ids,
+    }));
+  }
+
+  /**
+   * Loads an index saved with {@link LSHIndex.toBinary}, reading the source
+   * chunk by chunk straight into the index's storage. Checks as
+   * {@link LSHIndex.fromJSON} does, plus the magic bytes, each section's
+   * checksum and the end mark: a truncated or altered file is an error
+   * naming what is wrong.
+   * @param source the bytes, or chunks (an iterable or async iterable of
+   *   Uint8Array: a Node `fs.createReadStream(path)`, a web ReadableStream).
+   */
+  static async fromBinary(source: BinarySource, options: LSHIndexLoadOptions = {}): Promise<LSHIndex> {
+    const who = 'LSHIndex.fromBinary';
+    const reader = new ChunkReader(who, source);
+    const magic = await reader.read(8, 'the magic bytes');
+    if (String.fromCharCode(...magic) !== BINARY_MAGIC) {
+      throw new Error(
+        `${who}: expected a binary index starting with '${BINARY_MAGIC}' (from index.toBinary()), got the bytes [${Array.from(magic).join(', ')}]; ` +
+          'for a JSON file use LSHIndex.fromJSON(JSON.parse(text))',
+      );
+    }
+    const version = await reader.u32('the version');
+    if (version !== 1) throw new Error(`${who}: version must be 1, got ${version}; save the index again with this library`);
+    const headerBytes = await reader.u32('the header length');
+    if (headerBytes > 1 << 30) throw new Error(`${who}: the header length ${headerBytes} is not plausible; the file is corrupted`);
+    let header: LSHIndexJSON & { idKind?: unknown };
+    try {
+      header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await reader.read(headerBytes, 'the header'))) as typeof header;
+    } catch (error) {
+      if (error instanceof Error && error.message.startsWith(who)) throw error;
+      throw new Error(`${who}: the header is not valid JSON (${String(error)}); the file is corrupted`);
+    }
+    checkSavedHeader(who, header, options, 'index.toBinary()');
+    if (header.idKind !== 'number' && header.idKind !== 'json') {
+      throw new Error(`${who}: idKind must be 'number' or 'json', got ${describeValue(header.idKind)}; the file is corrupted`);
+    }
+    const family = familyFromJSON(header.family, options);
+    let index: LSHIndex | undefined;
+    try {
+      checkFamilyDim(who, family, header.dim);
+      const { size, dim } = header;
+      const L = family.nTables;
+      index = LSHIndex.loaded(who, header, family, options);
+      index.reserveSlots(who, size);
+      const rows = index.store.rows();
+      await reader.section(new Uint8Array(rows.buffer, rows.byteOffset, size * dim * 4), `the vectors ([size, dim] = [${size}, ${dim}] f32)`);
+      const keys = new Int32Array(size * L);
+      await reader.section(new Uint8Array(keys.buffer), `the keys ([size, family.nTables] = [${size}, ${L}] i32)`);
+      let ids: LSHId[];
+      if (header.idKind === 'number') {
+        const numbers = new Float64Array(size);
+        await reader.section(new Uint8Array(numbers.buffer), `the ids (${size} f64)`);
+        ids = Array.from(numbers);
+      } else {
+        const length = await reader.u32('the ids length');
+        if (length % 4 !== 0 || length > 2 ** 31) throw new Error(`${who}: the ids length ${length} is not plausible; the file is corrupted`);
+        const text = new Uint8Array(length);
+        await reader.section(text, 'the ids (JSON)');
+        try {
+          ids = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(text)) as LSHId[];
+        } catch (error) {
+          throw new Error(`${who}: the ids are not valid JSON (${String(error)}); the file is corrupted`);
+        }
+      }
+      await reader.expectEnd();
+      checkFinite(who, 'vectors', index.store.rows().subarray(0, size * dim), dim, 'the file is corrupted');
+      index.finishLoad(who, keys, checkSavedIds(who, ids, size), header.nextId);
+      return index;
+    } catch (error) {
+      if (index !== undefined) index.dispose(); // owns the family: frees it
+      else family.dispose();
+      throw error;
+    }
+  }
+
+  /** An empty index for a load: it owns the family. */
+  private static loaded(who: string, saved: LSHIndexJSON, family: HashFamily, options: LSHIndexLoadOptions): LSHIndex {
+    const similarity = saved.similarity === 'cosine' ? 'cosine' : loadKernel(who, 'similarity', saved.similarity, options.kernels);
+    const index = new LSHIndex(family, { similarity });
+    index.ownsFamily = true;
+    return index;
+  }
+
+  /** Checks the loaded keys (range, and rehashed rows against the family) and stores the rows written to the store. */
+  private finishLoad(who: string, keys: Int32Array, ids: LSHId[], nextId: number): void {
+    const family = this.family;
+    const L = family.nTables;
+    const keyCount = family.digitBase ** family.digitsPerKey;
+    const bad = keys.findIndex((key) => key < 0 || key >= keyCount);
+    if (bad >= 0) {
+      throw new Error(
+        `${who}: keys must be in [0, ${keyCount}) (the family's ${family.digitsPerKey} digits in base ${family.digitBase}), ` +
+          `got ${keys[bad]} for row ${Math.floor(bad / L)}, table ${bad % L}; the keys or the family were edited`,
+      );
+    }
+    checkKeysAgainstFamily(who, family, this.store.rows().subarray(0, ids.length * this.dim), keys, ids.length);
+    this.commitRows(keys, ids);
+    this.nextId = nextId;
   }
 
   /**
@@ -633,8 +757,13 @@ export class LSHIndex {
         throw new Error(`${who}: id ${JSON.stringify(id)} was stored meanwhile by another add (ids must be unique); await one add before the next`);
       }
     }
-    const n = ids.length;
-    const dim = this.dim;
+    this.reserveSlots(who, ids.length);
+    this.store.rows().set(values, this.slots * this.dim);
+    this.commitRows(keys, ids);
+  }
+
+  /** Room for n more rows in every per-slot array. */
+  private reserveSlots(who: string, n: number): void {
     const L = this.family.nTables;
     const needed = this.slots + n;
     if (needed > this.alive.length) {
@@ -651,12 +780,19 @@ export class LSHIndex {
       this.norms = norms;
     }
     this.store.reserve(who, needed);
-    this.store.rows().set(values, this.slots * dim);
+  }
+
+  /** Stores n rows already written to the store at slots [slots, slots + n): their keys and ids. */
+  private commitRows(keys: Int32Array, ids: LSHId[]): void {
+    const n = ids.length;
+    const dim = this.dim;
+    const L = this.family.nTables;
+    const values = this.store.rows();
     this.slotKeys.set(keys, this.slots * L);
     for (let i = 0; i < n; i++) {
       const slot = this.slots + i;
       this.alive[slot] = 1;
-      this.norms[slot] = Math.sqrt(dot(values, i * dim, values, i * dim, dim));
+      this.norms[slot] = Math.sqrt(dot(values, slot * dim, values, slot * dim, dim));
       this.slotIds[slot] = ids[i];
       this.idToSlot.set(ids[i], slot);
     }
@@ -833,5 +969,33 @@ function checkKeysAgainstFamily(who: string, family: HashFamily, vectors: Float3
         }
       }
     }
+  }
+}
+
+/** The fields a saved index's JSON and binary header share: format, options, version, size, dim, nextId. */
+function checkSavedHeader(who: string, json: LSHIndexJSON, options: LSHIndexLoadOptions, from: string): void {
+  if (json === null || typeof json !== 'object' || json.format !== INDEX_FORMAT) {
+    const found = json !== null && typeof json === 'object' ? `format ${describeValue(json.format)}` : describeValue(json);
+    throw new Error(`${who}: expected a saved index with format '${INDEX_FORMAT}' (from ${from}), got ${found}`);
+  }
+  if (options === null || typeof options !== 'object') {
+    throw new Error(`${who}: options must be an object like { kernels: { name: fn } }, got ${describeValue(options)}`);
+  }
+  if (json.version !== 1) throw new Error(`${who}: version must be 1, got ${describeValue(json.version)}`);
+  if (typeof json.size !== 'number' || !Number.isSafeInteger(json.size) || json.size < 0) {
+    throw new Error(`${who}: size must be a non-negative integer (the number of stored vectors), got ${describeValue(json.size)}`);
+  }
+  assertSavedPositiveInteger(who, 'dim', json.dim);
+  if (typeof json.nextId !== 'number' || !Number.isSafeInteger(json.nextId) || json.nextId < 0) {
+    throw new Error(
+      `${who}: nextId must be an integer in [0, ${Number.MAX_SAFE_INTEGER}] (the next default id), got ${describeValue(json.nextId)}; ` +
+        'the saved JSON is edited',
+    );
+  }
+}
+
+function checkFamilyDim(who: string, family: HashFamily, dim: number): void {
+  if (family.dim !== dim) {
+    throw new Error(`${who}: dim must match family.dim = ${family.dim}, got ${dim}; the saved JSON is edited`);
   }
 }
