@@ -48,6 +48,7 @@ export {
 export { exactSearch, recallAtK, type ExactSearchOptions, type SearchResult } from './exact.js';
 export { MAX_PROBES, probeSequence, type Probe } from './probe.js';
 export { familyFromJSON, type FamilyLoadOptions } from './serialize.js';
+export { tuneIndex, type TuneOptions, type TuneResult, type TuneTrial } from './tune.js';
 export { BINARY_CHUNK_BYTES, BINARY_MAGIC, type BinarySource } from './binary.js';
 export {
   INDEX_FORMAT,

@@ -23,9 +23,10 @@ import {
   type KernelJSON,
   type Similarity,
 } from './similarity.js';
-import { MAX_PROBES, probeSequence } from './probe.js';
+import { MAX_PROBES, probeInto } from './probe.js';
 import { familyFromJSON } from './serialize.js';
 import { FlatTable, RowStore } from './store.js';
+import { tuneIndex, type TuneOptions, type TuneResult } from './tune.js';
 import { BINARY_MAGIC, ChunkReader, writeBinary, type BinarySource } from './binary.js';
 
 /** Queries handled per re-rank call (bounds the scratch memory of one call). */
@@ -47,6 +48,10 @@ export interface LSHIndexOptions {
    * true; false (or no WebAssembly SIMD) re-ranks in plain JavaScript.
    */
   wasm?: boolean;
+  /** Probes a query uses when its options do not say (see {@link QueryOptions.probes}). Default 0. */
+  probes?: number;
+  /** Whether dispose() also disposes the family. Default false. */
+  ownsFamily?: boolean;
 }
 
 /** Options of {@link LSHIndex.query}. */
@@ -55,7 +60,8 @@ export interface QueryOptions {
    * Extra buckets probed per query, over all tables together, reached by
    * moving the least certain digits first (multi-probe); at most
    * {@link MAX_PROBES}. More than the L·(A^M − 1) other buckets there are
-   * probes them all. Default 0.
+   * probes them all. Default: the index's `probes` option (0 unless set,
+   * e.g. by {@link LSHIndex.tune}).
    */
   probes?: number;
 }
@@ -130,6 +136,8 @@ export interface LSHIndexJSON {
   vectors: string;
   /** base64 little-endian int32 [size, L]: the keys, so a load never rehashes. */
   keys: string;
+  /** The index's default probes (absent: 0). */
+  probes?: number;
 }
 
 /** Options of {@link LSHIndex.fromJSON}. */
@@ -168,6 +176,8 @@ export const LOAD_CHECK_ROUNDING = 1e-3;
 export class LSHIndex {
   readonly family: HashFamily;
   readonly similarity: Similarity;
+  /** Probes used when a query does not say. */
+  readonly defaultProbes: number;
   private ownsFamily: boolean;
   private readonly store: RowStore;
   private slotKeys = new Int32Array(0);
@@ -204,8 +214,28 @@ export class LSHIndex {
     checkSimilarity(who, similarity);
     this.family = family;
     this.similarity = similarity;
-    this.ownsFamily = false;
+    const probes = options.probes ?? 0;
+    assertNonNegativeInteger(who, 'probes', probes);
+    if (probes > MAX_PROBES) throw new Error(`${who}: probes must be at most MAX_PROBES = ${MAX_PROBES}, got ${probes}`);
+    this.defaultProbes = probes;
+    this.ownsFamily = options.ownsFamily ?? false;
     this.store = new RowStore(family.dim, options.wasm ?? true);
+  }
+
+  /**
+   * Chooses family parameters, tables and probes for a target recall@k on a
+   * sample of the data and held-out queries, and reports the recall and
+   * speed to expect (see {@link tuneIndex}). The way to start:
+   *
+   * ```ts
+   * const tuned = await LSHIndex.tune(data, { k: 10, targetRecall: 0.9 });
+   * console.log(tuned.best, tuned.speedup); // the setting, and its speed over an exact scan
+   * const index = await tuned.build(data);
+   * ```
+   * @param sample float32 [n, D]: the data, or a sample as large as the index will be.
+   */
+  static tune(sample: tf.Tensor2D, options?: TuneOptions): Promise<TuneResult> {
+    return tuneIndex(sample, options);
   }
 
   /** Vectors stored. */
@@ -300,7 +330,7 @@ export class LSHIndex {
       throw new Error(`${who}: options must be an object like { probes: 8 }, got ${describeValue(options)}`);
     }
     const { nTables: L, digitsPerKey: M, digitBase: A } = this.family;
-    const requested = options.probes ?? 0;
+    const requested = options.probes ?? this.defaultProbes;
     assertNonNegativeInteger(who, 'probes', requested);
     // Beyond the other buckets there are (L·(A^M − 1)), more probes find nothing more.
     const probes = Math.min(requested, L * (A ** M - 1));
@@ -377,15 +407,19 @@ export class LSHIndex {
         }
       }
     };
+    const probeTables = new Int32Array(probes);
+    const probeKeys = new Int32Array(probes);
     for (let i = 0; i < n; i++) {
       const row = start + i;
       starts[i] = cursor;
       let buckets = L;
       for (let t = 0; t < L; t++) visit(tables[t], keys[row * L + t]);
       if (scores !== null) {
-        for (const probe of probeSequence(scores, row * L * M * A, L, M, A, probes)) {
-          if (probe.key === keys[row * L + probe.table]) continue;
-          visit(tables[probe.table], probe.key);
+        const found = probeInto(scores, row * L * M * A, L, M, A, probes, probeTables, probeKeys);
+        for (let p = 0; p < found; p++) {
+          const table = probeTables[p];
+          if (probeKeys[p] === keys[row * L + table]) continue;
+          visit(tables[table], probeKeys[p]);
           buckets++;
         }
       }
@@ -504,6 +538,7 @@ export class LSHIndex {
       ids,
       vectors: float32ToBase64(vectors),
       keys: int32ToBase64(keys),
+      ...(this.defaultProbes > 0 ? { probes: this.defaultProbes } : {}),
     };
   }
 
@@ -584,6 +619,7 @@ export class LSHIndex {
       size: this.live,
       nextId: this.nextId,
       idKind: numeric ? 'number' : 'json',
+      ...(this.defaultProbes > 0 ? { probes: this.defaultProbes } : {}),
     };
     yield* writeBinary(who, () => ({
       header,
@@ -669,9 +705,11 @@ export class LSHIndex {
   /** An empty index for a load: it owns the family. */
   private static loaded(who: string, saved: LSHIndexJSON, family: HashFamily, options: LSHIndexLoadOptions): LSHIndex {
     const similarity = saved.similarity === 'cosine' ? 'cosine' : loadKernel(who, 'similarity', saved.similarity, options.kernels);
-    const index = new LSHIndex(family, { similarity });
-    index.ownsFamily = true;
-    return index;
+    const probes = saved.probes ?? 0;
+    if (typeof probes !== 'number' || !Number.isSafeInteger(probes) || probes < 0 || probes > MAX_PROBES) {
+      throw new Error(`${who}: probes must be an integer in [0, ${MAX_PROBES}], got ${describeValue(probes)}; the saved index is edited`);
+    }
+    return new LSHIndex(family, { similarity, probes, ownsFamily: true });
   }
 
   /** Checks the loaded keys (range, and rehashed rows against the family) and stores the rows written to the store. */
