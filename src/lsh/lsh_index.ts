@@ -428,7 +428,7 @@ export class LSHIndex {
     }
     starts[n] = cursor;
 
-    const sims = await this.rerank(who, queryValues.subarray(start * dim, (start + n) * dim), n, cands, starts);
+    const sims = await this.rerank(who, queryValues.subarray(start * dim, (start + n) * dim), n, cands, starts, k);
     const results: QueryResult[] = [];
     for (let i = 0; i < n; i++) {
       const best = topK(sims, cands, starts[i], starts[i + 1], k);
@@ -840,6 +840,79 @@ export class LSHIndex {
   }
 
   /**
+   * Cosine re-ranking in two stages, with the same answers as the exact
+   * path: every candidate's dot product in f32 SIMD (several times faster),
+   * whose error is at most ε = γ_n·‖q‖·‖x‖ (γ_n = n·u/(1 − n·u), u = 2^-24,
+   * n = D + 8; Cauchy–Schwarz bounds Σ|q_i·x_i|), so in cosine units at most
+   * γ_n. A candidate whose approximate cosine plus ε (plus 2^-21 for the
+   * final rounding to f32, so it cannot even tie) is below the k-th largest
+   * approximate cosine minus ε cannot be in the top k; every other candidate
+   * is scored exactly (the f64 `dots` kernel) and only those are ranked.
+   * Excluded candidates get −Infinity in `sims`.
+   */
+  private rerankCosineTwoStage(
+    who: string,
+    queryValues: Float32Array,
+    n: number,
+    cands: Int32Array,
+    starts: Int32Array,
+    k: number,
+    sims: Float32Array,
+  ): void {
+    const dim = this.dim;
+    const total = starts[n];
+    const approx = new Float32Array(total);
+    this.store.rerank(who, 'dotF32', queryValues, n, cands, starts, approx);
+    const gammaN = ((dim + 8) * F32_UNIT) / (1 - (dim + 8) * F32_UNIT);
+    const epsilon = 1.01 * gammaN + 1e-12;
+    const margin = 2 ** -21;
+    const norms = this.norms;
+    const cosines = new Float64Array(total);
+    const heap = new Float64Array(k);
+    const queryNorms = new Float64Array(n);
+    // Survivors: their slots, per-query offsets, and where each goes back in `sims`.
+    const exactCands = new Int32Array(total);
+    const exactAt = new Int32Array(total);
+    const exactStarts = new Int32Array(n + 1);
+    let kept = 0;
+    for (let i = 0; i < n; i++) {
+      exactStarts[i] = kept;
+      const from = starts[i];
+      const to = starts[i + 1];
+      const queryNorm = Math.sqrt(dot(queryValues, i * dim, queryValues, i * dim, dim));
+      queryNorms[i] = queryNorm;
+      let finite = true;
+      for (let j = from; j < to; j++) {
+        const scale = queryNorm * norms[cands[j]];
+        cosines[j] = scale > 0 ? approx[j] / scale : 0;
+        if (!Number.isFinite(cosines[j])) finite = false;
+      }
+      const threshold = finite && to - from > k ? kthLargest(cosines, from, to, k, heap) - epsilon : -Infinity;
+      for (let j = from; j < to; j++) {
+        if (cosines[j] + epsilon + margin < threshold) {
+          sims[j] = -Infinity;
+        } else {
+          exactCands[kept] = cands[j];
+          exactAt[kept++] = j;
+        }
+      }
+    }
+    exactStarts[n] = kept;
+    const sums = new Float64Array(kept);
+    this.store.rerank(who, 'dot', queryValues, n, exactCands, exactStarts, sums);
+    for (let i = 0; i < n; i++) {
+      for (let e = exactStarts[i]; e < exactStarts[i + 1]; e++) {
+        const scale = queryNorms[i] * norms[exactCands[e]];
+        const value = scale > 0 ? sums[e] / scale : 0;
+        if (!Number.isFinite(value)) {
+          throw new Error(`${who}: the similarity (cosine) returned ${value} for a candidate; it must be finite for every stored vector and query`);
+        }
+        sims[exactAt[e]] = value;
+      }
+    }
+  }
+
+  /**
    * Similarities of a chunk of queries to their candidates, f32 like the
    * scores returned. Cosine and the built-in RBF kernel run in one call of
    * the store's re-rank kernel for the chunk (f64 sums with the arithmetic
@@ -848,12 +921,16 @@ export class LSHIndex {
    * one [1, c] `matrix` call per query.
    * @param queryValues f32 [n, D].
    */
-  private async rerank(who: string, queryValues: Float32Array, n: number, cands: Int32Array, starts: Int32Array): Promise<Float32Array> {
+  private async rerank(who: string, queryValues: Float32Array, n: number, cands: Int32Array, starts: Int32Array, k: number): Promise<Float32Array> {
     const dim = this.dim;
     const similarity = this.similarity;
     const total = starts[n];
     const sims = new Float32Array(total);
     const rbfGamma = similarity === 'cosine' ? undefined : builtInRbfGamma(similarity);
+    if (similarity === 'cosine' && this.store.wasm) {
+      this.rerankCosineTwoStage(who, queryValues, n, cands, starts, k, sims);
+      return sims;
+    }
     if (similarity === 'cosine' || rbfGamma !== undefined) {
       const sums = new Float64Array(total);
       this.store.rerank(who, similarity === 'cosine' ? 'dot' : 'sqdist', queryValues, n, cands, starts, sums);
@@ -906,6 +983,42 @@ export class LSHIndex {
     }
     return sims;
   }
+}
+
+/** Unit roundoff of f32. */
+const F32_UNIT = 2 ** -24;
+
+/**
+ * The k-th largest of values[from, to) (−Infinity when there are fewer),
+ * with a bounded min-heap in `heap` (at least k long).
+ */
+function kthLargest(values: Float64Array, from: number, to: number, k: number, heap: Float64Array): number {
+  let size = 0;
+  for (let j = from; j < to; j++) {
+    const v = values[j];
+    if (size < k) {
+      let at = size++;
+      while (at > 0) {
+        const parent = (at - 1) >> 1;
+        if (heap[parent] <= v) break;
+        heap[at] = heap[parent];
+        at = parent;
+      }
+      heap[at] = v;
+    } else if (v > heap[0]) {
+      let at = 0;
+      for (;;) {
+        const left = 2 * at + 1;
+        if (left >= k) break;
+        const child = left + 1 < k && heap[left + 1] < heap[left] ? left + 1 : left;
+        if (heap[child] >= v) break;
+        heap[at] = heap[child];
+        at = child;
+      }
+      heap[at] = v;
+    }
+  }
+  return size < k ? -Infinity : heap[0];
 }
 
 /**

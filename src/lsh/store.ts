@@ -18,6 +18,7 @@ interface RerankExports {
   memory: WebAssembly.Memory;
   dots(stored: number, dim: number, queries: number, cands: number, starts: number, nQueries: number, out: number): void;
   sqdists(stored: number, dim: number, queries: number, cands: number, starts: number, nQueries: number, out: number): void;
+  dotsF32(stored: number, dim: number, queries: number, cands: number, starts: number, nQueries: number, out: number): void;
 }
 
 let compiled: WebAssembly.Module | null | undefined;
@@ -114,10 +115,22 @@ export class RowStore {
    * @param starts n + 1 offsets.
    * @param out f64, one per candidate.
    */
-  rerank(who: string, kind: 'dot' | 'sqdist', queries: Float32Array, n: number, cands: Int32Array, starts: Int32Array, out: Float64Array): void {
+  rerank(who: string, kind: 'dot' | 'sqdist', queries: Float32Array, n: number, cands: Int32Array, starts: Int32Array, out: Float64Array): void;
+  /** Dot products in f32 (wasm only: the caller checks {@link RowStore.wasm}); error bounded as rerank.wat says. */
+  rerank(who: string, kind: 'dotF32', queries: Float32Array, n: number, cands: Int32Array, starts: Int32Array, out: Float32Array): void;
+  rerank(
+    who: string,
+    kind: 'dot' | 'sqdist' | 'dotF32',
+    queries: Float32Array,
+    n: number,
+    cands: Int32Array,
+    starts: Int32Array,
+    out: Float64Array | Float32Array,
+  ): void {
     const dim = this.dim;
     const total = starts[n];
     if (this.kernel === null) {
+      if (kind === 'dotF32') throw new Error(`${who}: f32 re-ranking needs WebAssembly`);
       const rows = this.plain;
       for (let q = 0; q < n; q++) {
         const offset = q * dim;
@@ -138,14 +151,17 @@ export class RowStore {
     const candsAt = align16(queryAt + n * dim * 4);
     const startsAt = align16(candsAt + total * 4);
     const outAt = align16(startsAt + (n + 1) * 4);
-    this.growMemory(who, outAt + total * 8);
+    const outBytes = kind === 'dotF32' ? 4 : 8;
+    this.growMemory(who, outAt + total * outBytes);
     const buffer = kernel.memory.buffer;
     new Float32Array(buffer, queryAt, n * dim).set(queries.subarray(0, n * dim));
     new Int32Array(buffer, candsAt, total).set(cands.subarray(0, total));
     new Int32Array(buffer, startsAt, n + 1).set(starts.subarray(0, n + 1));
     if (kind === 'dot') kernel.dots(0, dim, queryAt, candsAt, startsAt, n, outAt);
-    else kernel.sqdists(0, dim, queryAt, candsAt, startsAt, n, outAt);
-    out.set(new Float64Array(kernel.memory.buffer, outAt, total));
+    else if (kind === 'sqdist') kernel.sqdists(0, dim, queryAt, candsAt, startsAt, n, outAt);
+    else kernel.dotsF32(0, dim, queryAt, candsAt, startsAt, n, outAt);
+    if (kind === 'dotF32') out.set(new Float32Array(kernel.memory.buffer, outAt, total));
+    else out.set(new Float64Array(kernel.memory.buffer, outAt, total));
   }
 }
 

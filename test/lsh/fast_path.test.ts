@@ -143,6 +143,37 @@ describe('LSHIndex batched query path [wasm]', () => {
     });
   }
 
+  it('near ties (copies, scaled copies, last-bit changes): the f32 first stage never changes the answer', async () => {
+    // Every row has 7 twins: itself, scaled by 3 and by 1/7, and with one coordinate nudged by a few ulps,
+    // so many cosines are equal or differ in the last bits, where f32 sums disagree with the exact ones.
+    const base = values.slice(0, 150 * DIM);
+    const rows = new Float32Array(150 * 8 * DIM);
+    for (let r = 0; r < 150; r++) {
+      for (let c = 0; c < 8; c++) {
+        for (let d = 0; d < DIM; d++) {
+          let v = base[r * DIM + d];
+          if (c === 1) v *= 3;
+          if (c === 2) v /= 7;
+          if (c >= 3 && d === c) v = v * (1 + (c - 2) * 2 ** -22);
+          rows[(r * 8 + c) * DIM + d] = v;
+        }
+      }
+    }
+    const family = new SimHash({ dim: DIM, nBits: 4, nTables: 3, seed: 4 });
+    const index = new LSHIndex(family);
+    expect(index.wasm).toBe(true);
+    const database = tf.tensor2d(rows, [1200, DIM]);
+    await index.add(database);
+    const queries = tf.tensor2d(rows.slice(0, 60 * DIM), [60, DIM]);
+    const ids = Array.from({ length: 1200 }, (_, i) => i);
+    for (const k of [1, 3, 10]) {
+      expect(await index.query(queries, k, { probes: 3 })).toEqual(referenceQuery(family, 'cosine', { values: rows, ids }, queries, k, 3));
+    }
+    tf.dispose([database, queries]);
+    index.dispose();
+    family.dispose();
+  });
+
   it('answers a batch longer than one re-rank chunk (1024 queries) as the same queries one by one', async () => {
     const family = new SimHash({ dim: DIM, nBits: 8, nTables: 4, seed: 9 });
     const index = new LSHIndex(family);
