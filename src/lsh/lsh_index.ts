@@ -29,6 +29,9 @@ import { FlatTable, RowStore } from './store.js';
 import { tuneIndex, type TuneOptions, type TuneResult } from './tune.js';
 import { BINARY_MAGIC, ChunkReader, writeBinary, type BinarySource } from './binary.js';
 
+/** Rows hashed per family call: about this many floats of digit scores (64 MiB). */
+export const HASH_BLOCK_FLOATS = 2 ** 24;
+
 /** Queries handled per re-rank call (bounds the scratch memory of one call). */
 const QUERY_CHUNK = 1024;
 
@@ -744,8 +747,31 @@ export class LSHIndex {
     if (this.disposed) throw new Error(`${who}: this index was disposed; build or load a new one`);
   }
 
-  /** The family's keys for rows already checked, read back: int32 [N, L]. */
+  /**
+   * The family's keys for rows already checked, read back: int32 [N, L].
+   * Hashed in blocks of rows so a family's intermediate [rows, L·M·A]
+   * scores stay near {@link HASH_BLOCK_FLOATS} floats (a rotation hash of
+   * 100,000 rows in 32 tables at once needs gigabytes).
+   */
   private async hashRows(who: string, x: tf.Tensor2D): Promise<Int32Array> {
+    const { nTables: L, digitsPerKey: M, digitBase: A } = this.family;
+    const n = x.shape[0];
+    const block = Math.max(1, Math.floor(HASH_BLOCK_FLOATS / (L * M * A)));
+    if (n <= block) return this.hashBlock(who, x);
+    const out = new Int32Array(n * L);
+    for (let start = 0; start < n; start += block) {
+      const rows = Math.min(block, n - start);
+      const part = tf.slice(x, [start, 0], [rows, x.shape[1]]) as tf.Tensor2D;
+      try {
+        out.set(await this.hashBlock(who, part), start * L);
+      } finally {
+        part.dispose();
+      }
+    }
+    return out;
+  }
+
+  private async hashBlock(who: string, x: tf.Tensor2D): Promise<Int32Array> {
     const keysTensor = this.family.hash(x);
     try {
       const expected = [x.shape[0], this.family.nTables];

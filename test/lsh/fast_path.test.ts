@@ -212,3 +212,24 @@ describe('LSHIndex batched query path [wasm]', () => {
     });
   });
 });
+
+describe('LSHIndex hashing in blocks [wasm]', () => {
+  beforeAll(async () => {
+    await initBackend({ backend: 'wasm' });
+  });
+  it('adds more rows than one hashing block (HASH_BLOCK_FLOATS) with the keys of one call', async () => {
+    // K = 256, m = 1, L = 16: 4096 score floats a row, so 4096 rows a block; 10,000 rows take three blocks.
+    const family = new RotationHash({ dim: 8, nBuckets: 256, nTables: 16, seed: 2 });
+    const rows = clusteredRows(10_000, 8, 50, 0.3, 5);
+    const data = tf.tensor2d(rows.values, [10_000, 8]);
+    const index = new LSHIndex(family);
+    await index.add(data);
+    const whole = tf.tidy(() => family.hash(data)).dataSync();
+    const saved = index.toJSON();
+    const keys = new Int32Array(Buffer.from(saved.keys, 'base64').buffer.slice(0));
+    expect(Array.from(keys)).toEqual(Array.from(whole));
+    index.dispose();
+    family.dispose();
+    data.dispose();
+  });
+});
