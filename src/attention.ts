@@ -23,6 +23,7 @@ import {
 } from './hashing.js';
 import { batchMatMul } from './kernels/batch_matmul.js';
 import { maskedSoftmax } from './kernels/masked_softmax.js';
+import { assertHostReadable } from './host_reads.js';
 import { formatBytes, guardMemory, recordingGradients } from './memory.js';
 import { MAX_SORT_KEYS, sortItemsOnHost } from './sorting.js';
 import { gatherRowsUnchecked, matMulTransposeA } from './ops.js';
@@ -762,6 +763,7 @@ function normaliseKeysBackward(x: tf.Tensor, dk: tf.Tensor): tf.Tensor {
  */
 export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttentionOptions = {}): tf.Tensor4D {
   const who = 'lshAttention';
+  assertHostReadable(who, 'the hash buckets (for the sort)');
   const { batch, heads, length, dim, valueDim, padding } = checkInputs(who, qk, v, options);
   assertSeed(who, options.seed);
   const settings = resolveLSHSettings(who, length, dim, options);
@@ -930,6 +932,7 @@ export interface FullAttentionOptions extends AttentionOptions {
  */
 export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAttentionOptions = {}): tf.Tensor4D {
   const who = 'fullAttention';
+  if (options.mask instanceof tf.Tensor) assertHostReadable(who, 'the padding mask', [options.mask]);
   const { batch, heads, length, dim, valueDim, padding } = checkInputs(who, qk, v, options);
   if (options.blockLogits !== undefined) assertPositiveInteger(who, 'blockLogits', options.blockLogits);
   const rowsPerBlock = Math.max(1, Math.min(length, Math.floor((options.blockLogits ?? FULL_BLOCK_LOGITS) / Math.max(1, length))));

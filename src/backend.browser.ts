@@ -1,0 +1,60 @@
+/**
+ * Backend selection in a page (the browser build of
+ * `tfjs-lsh-attention/backend`, chosen by bundlers through package.json's
+ * "browser" condition). It imports no backend: the app imports the ones it
+ * wants (`import '@tensorflow/tfjs-backend-wasm'`, …), each of which
+ * registers itself with tfjs, and `initBackend` chooses among those, in
+ * {@link BACKEND_PREFERENCE} order. No dynamic imports, no Node built-ins.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+// tfjs-core's gradients (as @tensorflow/tfjs and tfjs-layers register them), so the attention functions can train.
+import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
+import { candidateList, selectBackend, type BackendName, type InitBackendOptions } from './backend_common.js';
+import { softwareWebGPU } from './host_reads.js';
+
+export { BACKEND_NAMES, describeBackend, type BackendName, type InitBackendOptions } from './backend_common.js';
+
+/**
+ * The preference order in a page when nothing is forced: measured in
+ * headless Chromium on a machine without a GPU (bench/results/browser-*.md).
+ * webgpu comes last but one: on Chromium's software adapter the attention
+ * functions cannot run there (see README, In the browser), and it is skipped
+ * by default on that adapter.
+ */
+export const BACKEND_PREFERENCE: readonly BackendName[] = ['webgl', 'wasm', 'webgpu', 'cpu'];
+
+const PACKAGES: Record<BackendName, string> = {
+  tensorflow: '@tensorflow/tfjs-node (Node only)',
+  webgpu: '@tensorflow/tfjs-backend-webgpu',
+  webgl: '@tensorflow/tfjs-backend-webgl',
+  wasm: '@tensorflow/tfjs-backend-wasm',
+  cpu: '@tensorflow/tfjs-backend-cpu',
+};
+
+/**
+ * Sets the first backend, among those the app registered, that starts here
+ * (or the one asked for). Safe to call many times.
+ *
+ * @returns the name of the backend in use.
+ * @throws when no candidate is registered and starts, saying why for each.
+ */
+export async function initBackend(options: InitBackendOptions = {}): Promise<BackendName> {
+  const forced = options.backend !== undefined;
+  const candidates = forced ? candidateList(options.backend!, 'initBackend') : BACKEND_PREFERENCE;
+  const load = async (name: BackendName): Promise<void> => {
+    if (name === 'tensorflow') throw new Error('tfjs-node runs in Node only');
+  };
+  const name = await selectBackend(candidates, options, load, (n) => `import '${PACKAGES[n]}' in the app before initBackend`);
+  if (!forced && softwareWebGPU()) {
+    // Chosen by default, but the attention functions cannot run on it: try the rest.
+    const rest = candidates.slice(candidates.indexOf(name) + 1);
+    if (rest.length > 0) {
+      try {
+        return await selectBackend(rest, options, load, (n) => `import '${PACKAGES[n]}' in the app before initBackend`);
+      } catch {
+        await tf.setBackend(name);
+      }
+    }
+  }
+  return name;
+}
