@@ -191,9 +191,6 @@ export function gatherRowsSummed(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tenso
   }) as tf.Tensor2D;
 }
 
-/** 2^16: an int32 splits into two halves that float32 holds exactly. */
-const HALF_WORD = 65536;
-
 /**
  * A float32 tensor with float32 storage. On webgpu, `tf.cast` of int32 or
  * bool to float32 keeps the int32 buffer (tfjs sees no loss, so it relabels);
@@ -210,25 +207,18 @@ function floatStorage(x: tf.Tensor): tf.Tensor {
  * (every transpose but a 2-D `[1, 0]` one) hands an element of an int32
  * buffer (int32 and bool tensors, and float32 ones cast from them) to a
  * function taking an f32, so the WGSL does not compile; the failed pipeline
- * invalidates the command buffer it was recorded in, the outputs of the other
- * kernels in that submission are left unwritten, and later reads fail or give
- * wrong values far from the transpose (test/browser/repro/ has a minimal
- * reproduction). Its 2-D `[1, 0]` shader goes through f32, exact only below
- * 2^24. So on webgpu an int32 tensor is transposed as two float32 halves of
- * 16 bits each (exact for every int32), a bool one as float32; every other
- * case is plain `tf.transpose`.
+ * invalidates the command buffer it was recorded in, the result is never
+ * written, and later reads give wrong values far from the transpose
+ * (test/browser/repro/webgpu.ts has a minimal reproduction). On webgpu an
+ * int32 or bool tensor is therefore transposed as float32: exact for
+ * integers of magnitude up to 2^24, which is also where tfjs-webgpu's own
+ * int32 kernels stay exact (they compute in f32). Elsewhere: plain
+ * `tf.transpose`.
  *
  * @param x any shape and dtype.
  * @param perm as in tf.transpose (default: reverse the axes).
  */
 export function transposeAnyDtype<T extends tf.Tensor>(x: T, perm?: number[]): T {
   if (x.dtype === 'float32' || tf.getBackend() !== 'webgpu') return tf.transpose(x, perm);
-  return tf.tidy(() => {
-    if (x.dtype === 'bool') return tf.cast(tf.transpose(floatStorage(x), perm), 'bool') as T;
-    const high = tf.floorDiv(x, tf.scalar(HALF_WORD, 'int32')); // in [-2^15, 2^15)
-    const low = tf.sub(x, tf.mul(high, tf.scalar(HALF_WORD, 'int32'))); // in [0, 2^16)
-    const highT = tf.cast(tf.transpose(floatStorage(high), perm), 'int32');
-    const lowT = tf.cast(tf.transpose(floatStorage(low), perm), 'int32');
-    return tf.add(tf.mul(highT, tf.scalar(HALF_WORD, 'int32')), lowT) as T;
-  });
+  return tf.tidy(() => tf.cast(tf.transpose(floatStorage(x), perm), x.dtype) as T);
 }
