@@ -10,17 +10,17 @@
  * Needs /usr/bin/chromium (`apt-get install -y chromium`; .ci/run installs it)
  * or CHROMIUM_PATH.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bundlePages } from './browser/bundle.js';
-import { launchChromium } from './browser/chromium.js';
+import { bundlePages } from '../scripts/browser/bundle.js';
+import { launchChromium } from '../scripts/browser/chromium.js';
 import { browserCases } from './browser/page/cases.js';
 import type { TestReport } from './browser/page/main.js';
 import type { ReproReport } from './browser/repro/webgpu.js';
-import { serveStatic, type StaticServer } from './browser/server.js';
+import { serveStatic, type StaticServer } from '../scripts/browser/server.js';
 
 const BACKENDS = ['wasm', 'webgl', 'webgpu'] as const;
 /** Seconds one backend's page may take (all cases; measured ≈10–40 s on 2 busy cores). */
@@ -33,21 +33,28 @@ let setupError: Error | undefined;
 
 beforeAll(async () => {
   try {
+    writeFileSync(join(out, 'readme-block.mjs'), readmeBlock());
     await bundlePages(
-      { main: join(import.meta.dirname, 'browser', 'page', 'main.ts'), repro: join(import.meta.dirname, 'browser', 'repro', 'webgpu.ts') },
+      {
+        main: join(import.meta.dirname, 'browser', 'page', 'main.ts'),
+        repro: join(import.meta.dirname, 'browser', 'repro', 'webgpu.ts'),
+        readme: join(out, 'readme-block.mjs'),
+      },
       out,
     );
-    for (const [page, script] of [['index', 'main'], ['repro', 'repro']]) {
+    for (const [page, script] of [['index', 'main'], ['repro', 'repro'], ['readme', 'readme']]) {
       writeFileSync(
         join(out, `${page}.html`),
         `<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>${page}</title><script type="module" src="./${script}.js"></script>\n`,
       );
     }
-    server = await serveStatic(out);
+    server = await serveStatic(out, { mounts: { '/wasm/': out } });
     browser = await launchChromium();
   } catch (error) {
     setupError = error as Error;
   }
+  // The three pages run at once (each test awaits its backend's report): most of their time is the browser's.
+  for (const backend of BACKENDS) reportFor(backend).catch(() => undefined);
 }, 120_000);
 
 afterAll(async () => {
@@ -55,6 +62,15 @@ afterAll(async () => {
   await server?.close();
   rmSync(out, { recursive: true, force: true });
 });
+
+/** The README's browser block: the first ```js block of its section "In the browser". */
+function readmeBlock(): string {
+  const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('\n## In the browser'));
+  const match = /\n```js\n([\s\S]*?)\n```\n/.exec(section);
+  if (match === null) throw new Error('README.md: no ```js block in the section "In the browser"');
+  return `${match[1]}\n`;
+}
 
 const reports = new Map<string, Promise<TestReport>>();
 
@@ -141,4 +157,26 @@ describe('the WebGPU problems the library works around, reproduced', () => {
     expect(report.values).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
     expect(report.deviceLost).toBeDefined();
   });
+});
+
+describe("the README's browser block", () => {
+  it('bundles as it stands and prints what its `// prints:` comments say', async () => {
+    if (setupError !== undefined) throw setupError;
+    const expected = [...readmeBlock().matchAll(/\/\/ prints: (.*)$/gm)].map((m) => m[1].trim());
+    expect(expected.length).toBeGreaterThanOrEqual(2);
+    const page = await browser!.newPage();
+    const logs: string[] = [];
+    const errors: string[] = [];
+    page.on('console', (message) => (message.type() === 'error' ? errors : logs).push(message.text()));
+    page.on('pageerror', (error) => errors.push(error.message));
+    try {
+      await page.goto(`${server!.url}readme.html`);
+      const deadline = Date.now() + 120_000;
+      while (logs.length < expected.length && errors.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+    } finally {
+      await page.close();
+    }
+    expect(errors).toEqual([]);
+    expect(logs).toEqual(expected);
+  }, 180_000);
 });

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { build } from 'esbuild';
 import { afterAll, describe, expect, it } from 'vitest';
-import { entryPoints, REPO, sourcesPlugin } from './browser/bundle.js';
+import { entryPoints, REPO, sourcesPlugin } from '../scripts/browser/bundle.js';
 
 const run = promisify(execFile);
 const work = mkdtempSync(join(tmpdir(), 'bundle-test-'));

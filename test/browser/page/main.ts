@@ -39,6 +39,9 @@ async function main(): Promise<void> {
   // The .wasm files sit beside this script (test/browser/bundle.ts copies them).
   setWasmPaths(new URL('./', location.href).href);
   const report: TestReport = { backend, crossOriginIsolated, results: [] };
+  // Shapes as uniforms: one WebGL program per operation instead of one per shape; SwiftShader compiles each
+  // program in software, which otherwise takes most of this page's time. The arithmetic is the same.
+  tf.env().set('WEBGL_USE_SHAPES_UNIFORMS', true);
   try {
     const chosen = await initBackend({ backend: backend as BackendName });
     if (chosen !== backend) throw new Error(`initBackend chose ${chosen}`);
