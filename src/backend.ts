@@ -11,6 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
+  BACKEND_NAMES,
   candidateList,
   isBackendName,
   selectBackend,
@@ -38,7 +39,7 @@ function envBackend(): BackendName | undefined {
   if (value === undefined || value === '') return undefined;
   if (!isBackendName(value)) {
     throw new Error(
-      `initBackend: TFJS_BACKEND must be one of ${BACKEND_PREFERENCE.join(', ')}, got "${value}"; unset it to choose automatically`,
+      `initBackend: TFJS_BACKEND must be one of ${BACKEND_NAMES.join(', ')}, got "${value}"; unset it to choose automatically`,
     );
   }
   return value;
