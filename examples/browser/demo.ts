@@ -10,8 +10,11 @@ import '@tensorflow/tfjs-backend-webgl';
 import '@tensorflow/tfjs-backend-webgpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
 import { fullAttention, hashBuckets, lshAttention, randomRotations, totalBuckets } from 'tfjs-lsh-attention';
 import { describeBackend, initBackend, type BackendName } from 'tfjs-lsh-attention/backend';
+// Registers the library's layer classes, so tf.loadLayersModel can rebuild the saved model.
+import { setNHashes } from 'tfjs-lsh-attention/layers';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 
@@ -30,6 +33,8 @@ interface DemoState {
   description?: string;
   lshRefused?: string;
   errors: string[];
+  /** Accuracy on the second copy per number of rounds, after a model run. */
+  modelAccuracy?: Record<number, number>;
 }
 
 declare global {
@@ -150,17 +155,17 @@ function drawBuckets(canvas: HTMLCanvasElement, buckets: ArrayLike<number>, roun
   }
 }
 
-/** A short sequence of two topics: tokens near one of two directions, so similar tokens share buckets. */
+/** A short sequence of four topics: tokens near one of four directions (in turn), so similar tokens share buckets. */
 function shortSequence(length: number, dim: number): tf.Tensor4D {
   let seed = 7;
   const next = (): number => {
     seed = (seed * 1103515245 + 12345) % 2147483648;
     return seed / 2147483648 - 0.5;
   };
-  const topics = [Array.from({ length: dim }, next), Array.from({ length: dim }, next)];
+  const topics = Array.from({ length: 4 }, () => Array.from({ length: dim }, next));
   const values = new Float32Array(length * dim);
   for (let t = 0; t < length; t++) {
-    const topic = topics[Math.floor((t * 2) / length) ^ (t % 3 === 0 ? 1 : 0)];
+    const topic = topics[t % 4];
     for (let d = 0; d < dim; d++) values[t * dim + d] = 4 * topic[d] + 0.6 * next();
   }
   return tf.tensor4d(values, [1, 1, length, dim]);
@@ -170,7 +175,7 @@ async function heatMaps(rounds: number): Promise<void> {
   const length = 32;
   const dim = 16;
   const chunkLength = 8;
-  const nBuckets = 4;
+  const nBuckets = 8;
   const qk = shortSequence(length, dim);
   const identity = tf.reshape(tf.eye(length), [1, 1, length, length]) as tf.Tensor4D;
   const rotations = randomRotations({ dim, nHashes: rounds, nBuckets, seed: 3 });
@@ -240,6 +245,65 @@ async function run(): Promise<void> {
     state.busy = false;
   }
 }
+
+/** The duplication task as the model was trained on it (examples/20-duplication-task.ts --quick). */
+const TASK = { length: 16, vocab: 6 };
+
+async function evaluateModel(): Promise<void> {
+  if (state.busy) return;
+  state.busy = true;
+  const table = byId<HTMLTableElement>('model-result');
+  try {
+    const backend = byId<HTMLSelectElement>('backend').value as BackendName;
+    await initBackend({ backend });
+    state.description = describeBackend();
+    say(`Backend: ${state.description}\nLoading the model…`);
+    const model = await tfl.loadLayersModel(new URL('./model/lsh/model.json', location.href).href);
+    const { length, vocab } = TASK;
+    const half = length / 2;
+    let seed = 12345;
+    const random = (): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed / 2147483648;
+    };
+    const sequences = Array.from({ length: 64 }, () => {
+      const w = Array.from({ length: half - 1 }, () => 1 + Math.floor(random() * (vocab - 1)));
+      return [0, ...w, 0, ...w];
+    });
+    const xs = tf.tensor2d(sequences, [sequences.length, length], 'int32');
+    const accuracy: Record<number, number> = {};
+    try {
+      for (const rounds of [1, 2, 4, 8]) {
+        setNHashes(model, rounds);
+        const predicted = tf.tidy(() => tf.argMax(model.predict(xs) as tf.Tensor, -1));
+        const values = await predicted.data();
+        predicted.dispose();
+        let right = 0;
+        let counted = 0;
+        sequences.forEach((sequence, n) => {
+          // Position t predicts token t + 1; the second copy is positions half … T − 2.
+          for (let t = half; t < length - 1; t++, counted++) if (values[n * length + t] === sequence[t + 1]) right++;
+        });
+        accuracy[rounds] = right / counted;
+      }
+    } finally {
+      xs.dispose();
+      model.dispose();
+    }
+    state.modelAccuracy = accuracy;
+    table.innerHTML =
+      '<tr><th>rounds</th><th>accuracy on the second copy</th></tr>' +
+      Object.entries(accuracy).map(([rounds, value]) => `<tr><td>${rounds}</td><td>${(100 * value).toFixed(1)}%</td></tr>`).join('');
+    say(`Backend: ${state.description}\nModel evaluated on 64 fresh sequences.`);
+  } catch (error) {
+    state.errors.push((error as Error).message);
+    say(`Error: ${(error as Error).message}`);
+  } finally {
+    state.busy = false;
+  }
+}
+
+byId<HTMLButtonElement>('model-run').addEventListener('click', () => void evaluateModel());
 
 byId<HTMLFormElement>('controls').addEventListener('submit', (event) => {
   event.preventDefault();
