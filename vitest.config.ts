@@ -6,5 +6,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // One thread unless a test starts the pool itself (test/threads.test.ts): starting workers in every file would cost seconds each.
+    env: { TFJS_THREADS: '1' },
   },
 });

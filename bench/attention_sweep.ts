@@ -8,6 +8,7 @@
  * L = C·(1 + before + after) keys per query.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { attentionThreads, limitThreads, parallelCalls } from '../src/parallel.js';
 import {
   defaultNBuckets,
   fullAttention,
@@ -42,6 +43,11 @@ export interface SweepOptions {
   full: boolean;
   /** The attention functions' memoryLimitBytes. Default: the backend's. */
   memoryLimitBytes?: number;
+  /**
+   * Thread counts to run each variant with (a thread pool must run with at
+   * least the largest: src/threads.ts). Default [the pool's threads].
+   */
+  threads?: number[];
 }
 
 /** One measured (or skipped) point. */
@@ -50,6 +56,10 @@ export interface SweepPoint {
   /** R for LSH; null for full. */
   nHashes: number | null;
   length: number;
+  /** Threads the sweep let the call use (1: the calling thread alone). */
+  threads: number;
+  /** With threads > 1: whether the timed calls really were split (small calls stay on one thread). */
+  split?: boolean;
   status: 'ok' | 'out-of-memory' | 'over-budget' | 'failed';
   /** Why it did not run, when it did not. */
   reason?: string;
@@ -130,121 +140,133 @@ export async function runSweep(options: SweepOptions, progress: Progress = () =>
   const previous = new Map<string, { length: number; ms: number }>();
   const started = performance.now();
   const say = (message: string) => progress(`${message} (elapsed ${((performance.now() - started) / 1000).toFixed(1)} s)`);
-
-  for (const length of options.lengths) {
-    const qk = tf.randomNormal([batch, heads, length, dim], 0, 1, 'float32', 1) as tf.Tensor4D;
-    const v = tf.randomNormal([batch, heads, length, dim], 0, 1, 'float32', 2) as tf.Tensor4D;
-    const variants: Array<{ variant: 'lsh' | 'full'; nHashes: number | null }> = [
-      ...options.nHashes.map((r) => ({ variant: 'lsh' as const, nHashes: r })),
-      ...(options.full ? [{ variant: 'full' as const, nHashes: null }] : []),
-    ];
-    for (const { variant, nHashes } of variants) {
-      const key = `${variant}:${nHashes}`;
-      const label = variant === 'lsh' ? `lsh R=${nHashes}` : 'full';
-      const flopsForward =
-        variant === 'lsh'
-          ? lshUsefulFlops({ batch, heads, length, dim, nHashes: nHashes as number, chunkLength: options.chunkLength, numChunksBefore: options.numChunksBefore })
-          : fullUsefulFlops({ batch, heads, length, dim });
-      const point: SweepPoint = { variant, nHashes, length, status: 'ok', usefulFlops: flopsForward * (options.backward ? 3 : 1) };
-      const lshOptions: LSHAttentionOptions = {
-        nHashes: nHashes ?? 1,
-        chunkLength: options.chunkLength,
-        numChunksBefore: options.numChunksBefore,
-        seed: 1,
-        memoryLimitBytes: options.memoryLimitBytes,
-      };
-      const forward = (a: tf.Tensor4D, b: tf.Tensor4D): tf.Tensor4D =>
-        variant === 'lsh' ? lshAttention(a, b, lshOptions) : fullAttention(a, b, { memoryLimitBytes: options.memoryLimitBytes });
-      const call = (): tf.Tensor | tf.Tensor[] =>
-        options.backward
-          ? tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(forward(a as tf.Tensor4D, b as tf.Tensor4D)))([qk, v])
-          : forward(qk, v);
-
-      const last = previous.get(key);
-      if (last) {
-        const growth = variant === 'lsh' ? length / last.length : (length / last.length) ** 2;
-        // With backward, each run also times the forward pass (about a third of a forward + backward call).
-        const predictedSeconds = (last.ms * growth * (options.runs + 1) * (options.backward ? 4 / 3 : 1)) / 1000;
-        if (predictedSeconds > options.budgetSeconds) {
-          point.status = 'over-budget';
-          point.reason = `predicted ${predictedSeconds.toFixed(0)} s for ${options.runs + 1} runs > budget ${options.budgetSeconds} s`;
-          points.push(point);
-          say(`T=${length} ${label}: skipped, ${point.reason}`);
-          continue;
-        }
-      }
-      try {
-        const runs: number[] = [];
-        const forwardRuns: number[] = [];
-        const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-        for (let i = 0; i <= options.runs; i++) {
-          say(`T=${length} ${label}: ${i === 0 ? 'warm-up' : `run ${i}/${options.runs}`}`);
-          const ms = await timeOnce(call);
-          if (i > 0) runs.push(ms);
-          if (options.backward) {
-            // The forward pass alone in the same run, so the ratio of the two sees the same machine.
-            const forwardMs = await timeOnce(() => forward(qk, v));
-            if (i > 0) forwardRuns.push(forwardMs);
-          }
-        }
-        point.runsMs = runs;
-        point.medianMs = median(runs);
-        if (options.backward) point.forwardMedianMs = median(forwardRuns);
-        point.gflops = point.usefulFlops / (point.medianMs * 1e6);
-        if (typeof process !== 'undefined' && typeof process.memoryUsage === 'function') point.rssBytes = process.memoryUsage().rss; // not in a page
-        previous.set(key, { length, ms: point.medianMs });
-        if (variant === 'lsh') {
-          // The hashing and sorting stages alone (the rest is gathers, chunk attention and combining rounds).
-          const nBuckets = defaultNBuckets(length, options.chunkLength);
-          const rotations = randomRotations({ dim, nHashes: nHashes as number, nBuckets, seed: 1 });
-          const stage = (): tf.Tensor[] => {
-            // As lshAttention does it: hash on the backend, counting sort on the host.
-            const buckets = hashBuckets(qk, rotations, { nBuckets });
-            sortItemsOnHost(buckets.dataSync() as Int32Array, batch * heads, nHashes as number, length, totalBuckets(nBuckets));
-            return [buckets];
-          };
-          await timeOnce(stage);
-          point.hashSortMs = await timeOnce(stage);
-          rotations.dispose();
-        }
-        if (options.profile) {
-          say(`T=${length} ${label}: profiling`);
-          const profileStart = performance.now();
-          const info = await tf.profile(() => {
-            const result = call();
-            tf.dispose(result);
-          });
-          point.profiledWallMs = performance.now() - profileStart;
-          point.peakBytes = info.peakBytes;
-          const byName = new Map<string, { ms: number; calls: number }>();
-          for (const kernel of info.kernels) {
-            if (kernel.name === 'unnamed scope') continue; // a tf.customGrad op: its inner kernels are listed themselves
-            const ms = typeof kernel.kernelTimeMs === 'number' ? kernel.kernelTimeMs : 0;
-            const entry = byName.get(kernel.name) ?? { ms: 0, calls: 0 };
-            entry.ms += ms;
-            entry.calls += 1;
-            byName.set(kernel.name, entry);
-          }
-          point.kernels = [...byName.entries()]
-            .map(([name, e]) => ({ name, ms: e.ms, calls: e.calls }))
-            .sort((a, b) => b.ms - a.ms);
-          if (options.backward) {
-            // After the breakdown above: tf.profile returns the engine's one profile object, which the next call refills.
-            const forwardInfo = await tf.profile(() => {
-              tf.dispose(forward(qk, v));
-            });
-            point.forwardPeakBytes = forwardInfo.peakBytes;
-          }
-        }
-      } catch (error) {
-        const message = (error as Error).message;
-        point.status = /needs about/.test(message) ? 'out-of-memory' : 'failed';
-        point.reason = message.split(';')[0];
-        say(`T=${length} ${label}: ${point.status}: ${point.reason}`);
-      }
-      points.push(point);
-    }
-    tf.dispose([qk, v]);
+  const threadLimit = limitThreads(Number.POSITIVE_INFINITY); // restored at the end; each variant sets its own
+  try {
+    await sweepLengths();
+  } finally {
+    limitThreads(threadLimit);
   }
   return points;
+
+  async function sweepLengths(): Promise<void> {
+    for (const length of options.lengths) {
+      const qk = tf.randomNormal([batch, heads, length, dim], 0, 1, 'float32', 1) as tf.Tensor4D;
+      const v = tf.randomNormal([batch, heads, length, dim], 0, 1, 'float32', 2) as tf.Tensor4D;
+      const threadCounts = options.threads ?? [attentionThreads()];
+      const variants: Array<{ variant: 'lsh' | 'full'; nHashes: number | null; threads: number }> = [
+        ...options.nHashes.map((r) => ({ variant: 'lsh' as const, nHashes: r })),
+        ...(options.full ? [{ variant: 'full' as const, nHashes: null }] : []),
+      ].flatMap((v) => threadCounts.map((threads) => ({ ...v, threads })));
+      for (const { variant, nHashes, threads } of variants) {
+        const key = `${variant}:${nHashes}:${threads}`;
+        const label = `${variant === 'lsh' ? `lsh R=${nHashes}` : 'full'}${threadCounts.length > 1 ? `, ${threads} thread${threads === 1 ? '' : 's'}` : ''}`;
+        limitThreads(threads);
+        const flopsForward =
+          variant === 'lsh'
+            ? lshUsefulFlops({ batch, heads, length, dim, nHashes: nHashes as number, chunkLength: options.chunkLength, numChunksBefore: options.numChunksBefore })
+            : fullUsefulFlops({ batch, heads, length, dim });
+        const point: SweepPoint = { variant, nHashes, length, threads, status: 'ok', usefulFlops: flopsForward * (options.backward ? 3 : 1) };
+        const lshOptions: LSHAttentionOptions = {
+          nHashes: nHashes ?? 1,
+          chunkLength: options.chunkLength,
+          numChunksBefore: options.numChunksBefore,
+          seed: 1,
+          memoryLimitBytes: options.memoryLimitBytes,
+        };
+        const forward = (a: tf.Tensor4D, b: tf.Tensor4D): tf.Tensor4D =>
+          variant === 'lsh' ? lshAttention(a, b, lshOptions) : fullAttention(a, b, { memoryLimitBytes: options.memoryLimitBytes });
+        const call = (): tf.Tensor | tf.Tensor[] =>
+          options.backward
+            ? tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(forward(a as tf.Tensor4D, b as tf.Tensor4D)))([qk, v])
+            : forward(qk, v);
+
+        const last = previous.get(key);
+        if (last) {
+          const growth = variant === 'lsh' ? length / last.length : (length / last.length) ** 2;
+          // With backward, each run also times the forward pass (about a third of a forward + backward call).
+          const predictedSeconds = (last.ms * growth * (options.runs + 1) * (options.backward ? 4 / 3 : 1)) / 1000;
+          if (predictedSeconds > options.budgetSeconds) {
+            point.status = 'over-budget';
+            point.reason = `predicted ${predictedSeconds.toFixed(0)} s for ${options.runs + 1} runs > budget ${options.budgetSeconds} s`;
+            points.push(point);
+            say(`T=${length} ${label}: skipped, ${point.reason}`);
+            continue;
+          }
+        }
+        try {
+          const runs: number[] = [];
+          const forwardRuns: number[] = [];
+          const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+          const splitBefore = parallelCalls();
+          for (let i = 0; i <= options.runs; i++) {
+            say(`T=${length} ${label}: ${i === 0 ? 'warm-up' : `run ${i}/${options.runs}`}`);
+            const ms = await timeOnce(call);
+            if (i > 0) runs.push(ms);
+            if (options.backward) {
+              // The forward pass alone in the same run, so the ratio of the two sees the same machine.
+              const forwardMs = await timeOnce(() => forward(qk, v));
+              if (i > 0) forwardRuns.push(forwardMs);
+            }
+          }
+          if (threads > 1) point.split = parallelCalls() > splitBefore;
+          point.runsMs = runs;
+          point.medianMs = median(runs);
+          if (options.backward) point.forwardMedianMs = median(forwardRuns);
+          point.gflops = point.usefulFlops / (point.medianMs * 1e6);
+          if (typeof process !== 'undefined' && typeof process.memoryUsage === 'function') point.rssBytes = process.memoryUsage().rss; // not in a page
+          previous.set(key, { length, ms: point.medianMs });
+          if (variant === 'lsh') {
+            // The hashing and sorting stages alone (the rest is gathers, chunk attention and combining rounds).
+            const nBuckets = defaultNBuckets(length, options.chunkLength);
+            const rotations = randomRotations({ dim, nHashes: nHashes as number, nBuckets, seed: 1 });
+            const stage = (): tf.Tensor[] => {
+              // As lshAttention does it: hash on the backend, counting sort on the host.
+              const buckets = hashBuckets(qk, rotations, { nBuckets });
+              sortItemsOnHost(buckets.dataSync() as Int32Array, batch * heads, nHashes as number, length, totalBuckets(nBuckets));
+              return [buckets];
+            };
+            await timeOnce(stage);
+            point.hashSortMs = await timeOnce(stage);
+            rotations.dispose();
+          }
+          if (options.profile) {
+            say(`T=${length} ${label}: profiling`);
+            const profileStart = performance.now();
+            const info = await tf.profile(() => {
+              const result = call();
+              tf.dispose(result);
+            });
+            point.profiledWallMs = performance.now() - profileStart;
+            point.peakBytes = info.peakBytes;
+            const byName = new Map<string, { ms: number; calls: number }>();
+            for (const kernel of info.kernels) {
+              if (kernel.name === 'unnamed scope') continue; // a tf.customGrad op: its inner kernels are listed themselves
+              const ms = typeof kernel.kernelTimeMs === 'number' ? kernel.kernelTimeMs : 0;
+              const entry = byName.get(kernel.name) ?? { ms: 0, calls: 0 };
+              entry.ms += ms;
+              entry.calls += 1;
+              byName.set(kernel.name, entry);
+            }
+            point.kernels = [...byName.entries()]
+              .map(([name, e]) => ({ name, ms: e.ms, calls: e.calls }))
+              .sort((a, b) => b.ms - a.ms);
+            if (options.backward) {
+              // After the breakdown above: tf.profile returns the engine's one profile object, which the next call refills.
+              const forwardInfo = await tf.profile(() => {
+                tf.dispose(forward(qk, v));
+              });
+              point.forwardPeakBytes = forwardInfo.peakBytes;
+            }
+          }
+        } catch (error) {
+          const message = (error as Error).message;
+          point.status = /needs about/.test(message) ? 'out-of-memory' : 'failed';
+          point.reason = message.split(';')[0];
+          say(`T=${length} ${label}: ${point.status}: ${point.reason}`);
+        }
+        points.push(point);
+      }
+      tf.dispose([qk, v]);
+    }
+  }
 }

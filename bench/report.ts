@@ -11,6 +11,7 @@ import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import { describeBackend } from '../src/backend.js';
 import type { SweepOptions, SweepPoint } from './attention_sweep.js';
+import { layerLabel, type LayerPoint, type LayerSweepOptions } from './layer_sweep.js';
 
 /** Everything a run records. */
 export interface SweepReport {
@@ -22,11 +23,19 @@ export interface SweepReport {
   /** The backend's best 2-D matMul GFLOP/s in the same run. */
   matMulPeakGflops: number;
   points: SweepPoint[];
+  /** The whole-layer sweep (tfjs-layers' MultiHeadAttention against this library's layers), when it ran. */
+  layers?: { settings: LayerSweepOptions; points: LayerPoint[] };
 }
 
 /** Fills in the header facts. */
-export function makeReport(settings: SweepOptions, matMulPeakGflops: number, points: SweepPoint[]): SweepReport {
+export function makeReport(
+  settings: SweepOptions,
+  matMulPeakGflops: number,
+  points: SweepPoint[],
+  layers?: { settings: LayerSweepOptions; points: LayerPoint[] },
+): SweepReport {
   return {
+    ...(layers ? { layers } : {}),
     date: new Date().toISOString(),
     backend: describeBackend(),
     versions: { tfjs: tf.version_core, node: process.version },
@@ -39,6 +48,10 @@ export function makeReport(settings: SweepOptions, matMulPeakGflops: number, poi
 
 const mib = (bytes: number | undefined) => (bytes === undefined ? '–' : (bytes / 2 ** 20).toFixed(0));
 const label = (p: SweepPoint) => (p.variant === 'lsh' ? `lsh R=${p.nHashes}` : 'full');
+/** A chart series: the attention, and its threads when more than one. */
+const series = (p: SweepPoint) => `${label(p)}${(p.threads ?? 1) > 1 ? `, ${p.threads} threads` : ''}`;
+/** The threads cell: the count, and whether a multi-thread point really split (small calls stay on one thread). */
+const threadsCell = (p: SweepPoint) => `${p.threads ?? 1}${(p.threads ?? 1) > 1 && p.split === false ? ' (not split: too small)' : ''}`;
 
 /** The markdown report: header, the main table, speed-ups, and the kernel breakdown at the largest LSH point. */
 export function markdown(report: SweepReport): string {
@@ -50,31 +63,50 @@ export function markdown(report: SweepReport): string {
       `${s.backward ? 'forward + backward' : 'forward'}, median of ${s.runs} after a warm-up. ` +
       `2-D matMul peak in this run: ${report.matMulPeakGflops.toFixed(1)} GFLOP/s.`,
   );
+  if (report.points.length === 0) {
+    if (report.layers) lines.push(...layerMarkdown(report.layers));
+    return lines.join('\n') + '\n';
+  }
   lines.push('');
-  lines.push('| T | attention | median ms | ms / 1k tokens | peak MiB (tf.profile) | RSS MiB | useful GFLOP/s | % of matMul peak | hash+sort ms |');
-  lines.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('| T | attention | threads | median ms | ms / 1k tokens | peak MiB (tf.profile) | RSS MiB | useful GFLOP/s | % of matMul peak | hash+sort ms |');
+  lines.push('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const p of report.points) {
     if (p.status !== 'ok') {
-      lines.push(`| ${p.length} | ${label(p)} | ${p.status}: ${p.reason ?? ''} | | | | | | |`);
+      lines.push(`| ${p.length} | ${label(p)} | ${threadsCell(p)} | ${p.status}: ${p.reason ?? ''} | | | | | | |`);
       continue;
     }
     const ms = p.medianMs as number;
     lines.push(
-      `| ${p.length} | ${label(p)} | ${ms.toFixed(1)} | ${((ms / p.length) * 1000).toFixed(2)} | ${mib(p.peakBytes)} | ${mib(p.rssBytes)} | ` +
+      `| ${p.length} | ${label(p)} | ${threadsCell(p)} | ${ms.toFixed(1)} | ${((ms / p.length) * 1000).toFixed(2)} | ${mib(p.peakBytes)} | ${mib(p.rssBytes)} | ` +
         `${(p.gflops as number).toFixed(2)} | ${((100 * (p.gflops as number)) / report.matMulPeakGflops).toFixed(1)} | ${p.hashSortMs?.toFixed(1) ?? ''} |`,
     );
   }
-  // Speed-up and memory ratio of LSH over full where both ran.
-  const full = new Map(report.points.filter((p) => p.variant === 'full' && p.status === 'ok').map((p) => [p.length, p]));
-  const ratios = report.points.filter((p) => p.variant === 'lsh' && p.status === 'ok' && full.has(p.length));
+  // Speed-up and memory ratio of LSH over full where both ran (with the same threads).
+  const at = (p: SweepPoint) => `${p.length}:${p.threads ?? 1}`;
+  const full = new Map(report.points.filter((p) => p.variant === 'full' && p.status === 'ok').map((p) => [at(p), p]));
+  const ratios = report.points.filter((p) => p.variant === 'lsh' && p.status === 'ok' && full.has(at(p)));
   if (ratios.length > 0) {
     lines.push('');
     lines.push('| T | attention | speed-up over full | peak memory: full / LSH |');
     lines.push('|---:|---|---:|---:|');
     for (const p of ratios) {
-      const f = full.get(p.length) as SweepPoint;
+      const f = full.get(at(p)) as SweepPoint;
       const memory = p.peakBytes && f.peakBytes ? (f.peakBytes / p.peakBytes).toFixed(1) : '–';
-      lines.push(`| ${p.length} | ${label(p)} | ${((f.medianMs as number) / (p.medianMs as number)).toFixed(2)}× | ${memory}× |`);
+      lines.push(`| ${p.length} | ${series(p)} | ${((f.medianMs as number) / (p.medianMs as number)).toFixed(2)}× | ${memory}× |`);
+    }
+  }
+  // Several threads against one, same variant and length, same run.
+  const single = new Map(
+    report.points.filter((p) => (p.threads ?? 1) === 1 && p.status === 'ok').map((p) => [`${p.length}:${label(p)}`, p]),
+  );
+  const threaded = report.points.filter((p) => (p.threads ?? 1) > 1 && p.status === 'ok' && single.has(`${p.length}:${label(p)}`));
+  if (threaded.length > 0) {
+    lines.push('');
+    lines.push('| T | attention | threads | speed-up over 1 thread |');
+    lines.push('|---:|---|---:|---:|');
+    for (const p of threaded) {
+      const one = single.get(`${p.length}:${label(p)}`) as SweepPoint;
+      lines.push(`| ${p.length} | ${label(p)} | ${threadsCell(p)} | ${((one.medianMs as number) / (p.medianMs as number)).toFixed(2)}× |`);
     }
   }
   // Forward + backward against the forward pass alone, timed in the same runs.
@@ -110,7 +142,85 @@ export function markdown(report: SweepReport): string {
       lines.push(`| ${k.name} | ${k.ms.toFixed(1)} | ${((100 * k.ms) / total).toFixed(1)}% | ${k.calls} |`);
     }
   }
+  if (report.layers) lines.push(...layerMarkdown(report.layers));
   return lines.join('\n') + '\n';
+}
+
+/**
+ * The whole-layer section: every layer point (time, peak memory,
+ * parameters, speed-up over tfjs-layers' MultiHeadAttention where it ran),
+ * and the points that did not run with the reason.
+ */
+export function layerMarkdown(layers: { settings: LayerSweepOptions; points: LayerPoint[] }): string[] {
+  const s = layers.settings;
+  const lines: string[] = [''];
+  lines.push(
+    `Whole layers (projections included): input [B=${s.batch}, T, M=${s.heads * s.dim}], self-attention, H=${s.heads}, keyDim=${s.dim}` +
+      `, LSH chunkLength=${s.chunkLength}, numChunksBefore=${s.numChunksBefore}; ${s.backward ? 'gradients of the input and every weight (a training step without the update)' : 'forward call'}` +
+      `, median of ${s.runs} after a warm-up; budgets ${s.budgetSeconds} s per point (this library's layers), ${s.mhaBudgetSeconds} s (MultiHeadAttention).`,
+  );
+  lines.push('');
+  lines.push('| T | layer | median ms | ms / 1k tokens | peak MiB (tf.profile) | parameters | speed-up over MultiHeadAttention |');
+  lines.push('|---:|---|---:|---:|---:|---:|---:|');
+  const mha = new Map(layers.points.filter((p) => p.variant === 'mha' && p.status === 'ok').map((p) => [p.length, p]));
+  for (const p of layers.points) {
+    if (p.status !== 'ok') {
+      lines.push(`| ${p.length} | ${layerLabel(p)} | ${p.status}: ${p.reason ?? ''} | | | | |`);
+      continue;
+    }
+    const ms = p.medianMs as number;
+    const base = mha.get(p.length);
+    const speedUp = p.variant === 'mha' ? '1×' : base ? `${((base.medianMs as number) / ms).toFixed(1)}×` : '–';
+    lines.push(
+      `| ${p.length} | ${layerLabel(p)} | ${ms.toFixed(1)} | ${((ms / p.length) * 1000).toFixed(2)} | ${mib(p.peakBytes)} | ${p.parameters ?? '–'} | ${speedUp} |`,
+    );
+  }
+  return lines;
+}
+
+/**
+ * The sentence the layer sweep ends with, from its measured points: at the
+ * longest length where tfjs-layers' MultiHeadAttention ran, how much faster
+ * the LSH layer (most rounds) and the full layer are; or why it did not run
+ * at all (with the first reason), and what the library's layers did instead.
+ */
+export function layerHeadline(points: LayerPoint[]): string {
+  const ok = (variant: LayerPoint['variant']) => points.filter((p) => p.variant === variant && p.status === 'ok');
+  const lshAll = ok('lsh');
+  const nHashes = lshAll.length > 0 ? Math.max(...lshAll.map((p) => p.nHashes ?? 1)) : undefined;
+  const lsh = new Map(lshAll.filter((p) => p.nHashes === nHashes).map((p) => [p.length, p]));
+  const full = new Map(ok('full').map((p) => [p.length, p]));
+  const mha = ok('mha');
+  const ours = (t: number): string[] => {
+    const parts: string[] = [];
+    const l = lsh.get(t);
+    if (l) parts.push(`lshMultiHeadAttention (R=${nHashes}) ${((l.medianMs as number) / 1000).toPrecision(2)} s`);
+    const f = full.get(t);
+    if (f) parts.push(`fullMultiHeadAttention ${((f.medianMs as number) / 1000).toPrecision(2)} s`);
+    return parts;
+  };
+  if (mha.length === 0) {
+    const first = points.find((p) => p.variant === 'mha');
+    if (!first) return 'The layer sweep did not run MultiHeadAttention.';
+    const longest = Math.max(0, ...[...lsh.keys(), ...full.keys()]);
+    const instead = longest > 0 ? `; at T=${longest}: ${ours(longest).join(', ')}` : '';
+    return `tfjs-layers' MultiHeadAttention could not run (T=${first.length}: ${first.status}: ${first.reason ?? ''})${instead}.`;
+  }
+  const longest = Math.max(...mha.map((p) => p.length));
+  const base = mha.find((p) => p.length === longest) as LayerPoint;
+  const against = (p: LayerPoint | undefined, name: string) => {
+    if (!p) return undefined;
+    const r = (base.medianMs as number) / (p.medianMs as number);
+    return `${name} ${r >= 1 ? `${times(r)}× faster` : `${times(1 / r)}× slower`}`;
+  };
+  const parts = [against(lsh.get(longest), `lshMultiHeadAttention (R=${nHashes})`), against(full.get(longest), 'fullMultiHeadAttention')].filter(Boolean);
+  let sentence = `At T=${longest}, where tfjs-layers' MultiHeadAttention took ${((base.medianMs as number) / 1000).toPrecision(3)} s a call, ${parts.length > 0 ? parts.join(' and ') : 'neither of this library\'s layers ran'}`;
+  const stopped = points.find((p) => p.variant === 'mha' && p.status !== 'ok' && p.length > longest);
+  const oursLongest = Math.max(0, ...[...lsh.keys()]);
+  if (stopped && oursLongest > longest) {
+    sentence += `; MultiHeadAttention stopped at T=${stopped.length} (${stopped.status}), while the LSH layer ran up to T=${oursLongest}`;
+  }
+  return `${sentence}.`;
 }
 
 /** The chart: time and peak memory against T, log–log, one line per series. */
@@ -118,12 +228,27 @@ export async function chartSvg(report: SweepReport): Promise<string> {
   const values = report.points
     .filter((p) => p.status === 'ok')
     .flatMap((p) => [
-      { T: p.length, series: label(p), measure: 'median time (ms)', value: p.medianMs },
-      ...(p.peakBytes ? [{ T: p.length, series: label(p), measure: 'peak memory (MiB)', value: p.peakBytes / 2 ** 20 }] : []),
+      { T: p.length, series: series(p), measure: 'median time (ms)', value: p.medianMs },
+      ...(p.peakBytes ? [{ T: p.length, series: series(p), measure: 'peak memory (MiB)', value: p.peakBytes / 2 ** 20 }] : []),
     ]);
+  // The whole layers, as their own series (their times include the projections).
+  const layerPoints = report.layers?.points ?? [];
+  for (const p of layerPoints.filter((q) => q.status === 'ok')) {
+    const series = `layer: ${layerLabel(p)}`;
+    values.push({ T: p.length, series, measure: 'median time (ms)', value: p.medianMs });
+    if (p.peakBytes) values.push({ T: p.length, series, measure: 'peak memory (MiB)', value: p.peakBytes / 2 ** 20 });
+  }
+  // A layer that ran nowhere is named under the title, with why.
+  const subtitle = [...new Set(layerPoints.map((p) => `${p.variant}:${p.nHashes}`))]
+    .map((key) => layerPoints.filter((p) => `${p.variant}:${p.nHashes}` === key))
+    .filter((series) => series.every((p) => p.status !== 'ok'))
+    .map((series) => `${layerLabel(series[0])} did not run: ${series[0].status}: ${series[0].reason ?? ''}`.slice(0, 140));
   const spec: vl.TopLevelSpec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: `LSH vs full attention, ${report.backend.split(' ')[0]}, B=${report.settings.batch} H=${report.settings.heads} D=${report.settings.dim} C=${report.settings.chunkLength}${report.settings.backward ? ', forward+backward' : ''}`,
+    title: {
+      text: `LSH vs full attention${report.layers ? ' (and whole layers)' : ''}, ${report.backend.split(' ')[0]}, B=${report.settings.batch} H=${report.settings.heads} D=${report.settings.dim} C=${report.settings.chunkLength}${report.settings.backward ? ', forward+backward' : ''}`,
+      ...(subtitle.length > 0 ? { subtitle } : {}),
+    },
     data: { values },
     facet: { column: { field: 'measure', type: 'nominal', title: null } },
     resolve: { scale: { y: 'independent' } },
@@ -146,7 +271,11 @@ export async function chartSvg(report: SweepReport): Promise<string> {
 export async function writeReport(report: SweepReport, directory: string, name: string): Promise<string[]> {
   await mkdir(directory, { recursive: true });
   const paths = ['md', 'json', 'svg'].map((ext) => join(directory, `${name}.${ext}`));
-  await writeFile(paths[0], `# Attention sweep\n\n${headline(report.points)}\n\n${markdown(report)}\n![chart](./${name}.svg)\n`);
+  const sentences = [
+    ...(report.points.length > 0 ? [headline(report.points)] : []),
+    ...(report.layers ? [layerHeadline(report.layers.points)] : []),
+  ].join(' ');
+  await writeFile(paths[0], `# Attention sweep\n\n${sentences}\n\n${markdown(report)}\n![chart](./${name}.svg)\n`);
   await writeFile(paths[1], JSON.stringify(report, null, 2));
   await writeFile(paths[2], await chartSvg(report));
   return paths;
@@ -179,7 +308,10 @@ function whyNot(p: SweepPoint): string {
  * accurate) speaks. Says so plainly when LSH never wins in the range, or when
  * there is nothing to compare with.
  */
-export function headline(points: SweepPoint[]): string {
+export function headline(allPoints: SweepPoint[]): string {
+  // With several thread counts, the most threads speak (the comparison is within one count).
+  const mostThreads = Math.max(1, ...allPoints.map((p) => p.threads ?? 1));
+  const points = allPoints.filter((p) => (p.threads ?? 1) === mostThreads);
   const lshPoints = points.filter((p) => p.variant === 'lsh');
   if (lshPoints.length === 0) return 'The sweep ran no LSH attention, so there is nothing to report.';
   const nHashes = Math.max(...lshPoints.map((p) => p.nHashes ?? 1));

@@ -7,14 +7,21 @@
 //   --hashes 4              rounds, comma list        --chunk 64 --before 1
 //   --backward              time forward + backward   --runs 3 --budget 300 (s per point)
 //   --backend wasm|cpu|tensorflow                     --out bench/out --name sweep
+//   --threads 1,2           thread counts to run each variant with, comma list [the pool's: TFJS_THREADS,
+//                           else the machine's cores, on wasm]; a column of the table, and a speed-up table
 //   --no-profile            skip the profiled run (peak memory, kernel breakdown)
 //   --no-full               LSH only
+//   --no-layers             skip the whole-layer sweep (tfjs-layers' MultiHeadAttention against
+//                           fullMultiHeadAttention and lshMultiHeadAttention, projections included)
+//   --layers-only           only the whole-layer sweep       --mha-budget 300 (s per point, MultiHeadAttention)
 //   --quick                 T = 512 … 4096, runs 2 (what npm start runs)
 //   --tiny                  T = 64, 128, H = 2, D = 16, C = 16, runs 1 (seconds; CI)
 import { parseArgs } from 'node:util';
 import { describeBackend, initBackend, type BackendName } from '../src/backend.js';
+import { attentionThreads } from '../src/parallel.js';
 import { matMulPeakGflops, runSweep, type SweepOptions } from './attention_sweep.js';
-import { headline, makeReport, markdown, writeReport } from './report.js';
+import { runLayerSweep, type LayerSweepOptions } from './layer_sweep.js';
+import { headline, layerHeadline, makeReport, markdown, writeReport } from './report.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -32,8 +39,12 @@ const { values: flags } = parseArgs({
     backend: { type: 'string' },
     out: { type: 'string', default: 'bench/out' },
     name: { type: 'string' },
+    threads: { type: 'string' },
     'no-profile': { type: 'boolean', default: false },
     'no-full': { type: 'boolean', default: false },
+    'no-layers': { type: 'boolean', default: false },
+    'layers-only': { type: 'boolean', default: false },
+    'mha-budget': { type: 'string', default: '300' },
     quick: { type: 'boolean', default: false },
     tiny: { type: 'boolean', default: false },
   },
@@ -70,18 +81,48 @@ const options: SweepOptions = {
   full: !flags['no-full'],
 };
 
-await initBackend(flags.backend ? { backend: flags.backend as BackendName } : {});
+const threads = flags.threads?.split(',').map((t) => positiveInteger('threads', t));
+await initBackend({
+  ...(flags.backend ? { backend: flags.backend as BackendName } : {}),
+  ...(threads ? { threads: Math.max(...threads) } : {}),
+});
+if (threads && Math.max(...threads) > attentionThreads()) {
+  throw new Error(`bench: --threads ${flags.threads} needs the wasm backend (threads split attention calls only there), got ${describeBackend()}`);
+}
+options.threads = threads;
 console.error(`backend: ${describeBackend()}; lengths ${lengths.join(', ')}`);
 const peak = await matMulPeakGflops();
 console.error(`2-D matMul peak: ${peak.toFixed(1)} GFLOP/s`);
 const interactive = process.stderr.isTTY;
-const points = await runSweep(options, (message) => {
+const progress = (message: string) => {
   if (interactive) process.stderr.write(`\r\x1b[K${message}`);
   else process.stderr.write(`${message}\n`);
-});
+};
+if (flags['layers-only'] && flags['no-layers']) throw new Error('bench: --layers-only and --no-layers contradict each other; give one');
+const points = flags['layers-only'] ? [] : await runSweep(options, progress);
 if (interactive) process.stderr.write('\n');
-const report = makeReport(options, peak, points);
+let layers: { settings: LayerSweepOptions; points: Awaited<ReturnType<typeof runLayerSweep>> } | undefined;
+if (!flags['no-layers']) {
+  const settings: LayerSweepOptions = {
+    lengths,
+    batch: options.batch,
+    heads: options.heads,
+    dim: options.dim,
+    nHashes: options.nHashes,
+    chunkLength: options.chunkLength,
+    numChunksBefore: options.numChunksBefore,
+    backward: options.backward,
+    runs: options.runs,
+    budgetSeconds: options.budgetSeconds,
+    mhaBudgetSeconds: positiveInteger('mha-budget', flags['mha-budget']),
+    profile: options.profile,
+  };
+  layers = { settings, points: await runLayerSweep(settings, progress) };
+  if (interactive) process.stderr.write('\n');
+}
+const report = makeReport(options, peak, points, layers);
 console.log(markdown(report));
 const paths = await writeReport(report, flags.out, flags.name ?? preset.name);
 console.log(`written: ${paths.join(', ')}`);
-console.log(`\n${headline(points)}`);
+if (points.length > 0) console.log(`\n${headline(points)}`);
+if (layers) console.log(`${points.length > 0 ? '' : '\n'}${layerHeadline(layers.points)}`);

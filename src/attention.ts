@@ -25,6 +25,7 @@ import { batchMatMul } from './kernels/batch_matmul.js';
 import { maskedSoftmax } from './kernels/masked_softmax.js';
 import { assertHostReadable } from './host_reads.js';
 import { formatBytes, guardMemory, recordingGradients } from './memory.js';
+import { runInParallel } from './parallel.js';
 import { MAX_SORT_KEYS, sortItemsOnHost } from './sorting.js';
 import { gatherRowsUnchecked, matMulTransposeA } from './ops.js';
 import { assertSeed, freshSeed, type Seed } from './random.js';
@@ -787,6 +788,10 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
   );
   const dropout = options.dropout ?? 0;
   if (batch === 0 || length === 0) return tf.zeros([batch, heads, length, valueDim]) as tf.Tensor4D;
+  // Split across the thread pool when one runs (src/threads.ts): fresh rotations are drawn from one seed for every thread.
+  const splitOptions = options.rotations === undefined && options.seed === undefined ? { ...options, seed: freshSeed() } : options;
+  const split = runInParallel('lsh', qk, v, splitOptions, nHashes * window, (a, b, o) => lshAttention(a, b, o as LSHAttentionOptions));
+  if (split) return split;
   const groups = batch * heads; // G = B·H
   const items = nHashes * length; // R·T
   const numChunks = items / chunkLength; // N
@@ -945,6 +950,8 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAtte
   );
   const dropout = options.dropout ?? 0;
   if (batch === 0 || length === 0) return tf.zeros([batch, heads, length, valueDim]) as tf.Tensor4D;
+  const split = runInParallel('full', qk, v, options, length, (a, b, o) => fullAttention(a, b, o as FullAttentionOptions));
+  if (split) return split;
   const dropoutSeed = dropout > 0 ? (options.dropoutSeed ?? freshSeed()) : 0;
   const causal = options.causal === true;
   const groups = batch * heads;

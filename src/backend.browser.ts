@@ -58,3 +58,26 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   }
   return name;
 }
+
+export { attentionThreads } from './parallel.js';
+
+/** The logical cores the page may use (`navigator.hardwareConcurrency`), as Node's build reports the machine's. */
+export function machineCores(): number {
+  return typeof navigator !== 'undefined' && navigator.hardwareConcurrency > 0 ? navigator.hardwareConcurrency : 1;
+}
+
+/**
+ * Node only: the attention functions' worker threads (src/threads.ts) need
+ * `node:worker_threads`. In a page the wasm backend runs its own threads
+ * when the page is cross-origin isolated (README, In the browser).
+ * @throws always, saying so.
+ */
+export async function startThreads(threads?: number): Promise<number> {
+  throw new Error(
+    `startThreads(${threads ?? ''}): the attention functions' worker threads run in Node only; in a page the wasm backend ` +
+      `uses threads of its own when the page is cross-origin isolated (COOP/COEP headers)`,
+  );
+}
+
+/** Nothing to stop in a page (see {@link startThreads}). */
+export async function stopThreads(): Promise<void> {}

@@ -18,6 +18,7 @@ import {
   type BackendName,
   type InitBackendOptions,
 } from './backend_common.js';
+import { startThreads, stopThreads } from './threads.js';
 
 export { BACKEND_NAMES, describeBackend, type BackendName, type InitBackendOptions } from './backend_common.js';
 
@@ -69,10 +70,23 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   // tfjs-core alone has no gradients: @tensorflow/tfjs-layers registers them (as @tensorflow/tfjs does).
   await import(TFJS_LAYERS);
   try {
-    return await selectBackend(candidates, options, load, (name) => `install ${PACKAGES[name] ?? name}`);
+    return await selectBackend(
+      candidates,
+      options,
+      load,
+      (name) => `install ${PACKAGES[name] ?? name}`,
+      // Worker threads for the attention functions on wasm (Node only: src/threads.ts).
+      async (name) => {
+        if (name === 'wasm') await startThreads(options.threads);
+        else await stopThreads();
+      },
+    );
   } catch (error) {
     throw new Error(
       `${(error as Error).message}. Install @tensorflow/tfjs-backend-wasm or @tensorflow/tfjs-backend-cpu, or unset TFJS_BACKEND`,
     );
   }
 }
+
+export { machineCores, startThreads, stopThreads } from './threads.js';
+export { attentionThreads } from './parallel.js';

@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { registerSegmentSumKernels } from './kernels/segment_sum.js';
 import { softwareWebGPU } from './host_reads.js';
+import { attentionThreads } from './parallel.js';
 
 /** The backends this library knows. `tensorflow` is tfjs-node (Node only). */
 export type BackendName = 'tensorflow' | 'webgpu' | 'webgl' | 'wasm' | 'cpu';
@@ -38,6 +39,15 @@ export interface InitBackendOptions {
    * Default false.
    */
   replaceCpuSegmentSum?: boolean;
+  /**
+   * Node only (ignored in a page, where the wasm backend's own threads need
+   * cross-origin isolation): threads the attention functions split large
+   * calls across on the wasm backend (worker threads, each with its own wasm
+   * backend; the calling thread is one of them): 1 for none. Other backends
+   * run on one thread (tfjs-node has its own threads). See `startThreads`.
+   * Default: the TFJS_THREADS environment variable, else the machine's cores.
+   */
+  threads?: number;
 }
 
 export function isBackendName(name: string): name is BackendName {
@@ -68,6 +78,7 @@ export async function selectBackend(
   options: InitBackendOptions,
   load: (name: BackendName) => Promise<void>,
   howToRegister: (name: BackendName) => string,
+  afterSet: (name: BackendName) => Promise<void> = async () => {},
 ): Promise<BackendName> {
   const failures: string[] = [];
   for (const name of candidates) {
@@ -77,6 +88,7 @@ export async function selectBackend(
       if (!(await tf.setBackend(name))) throw new Error(`tf.setBackend('${name}') returned false (the backend could not start here)`);
       await tf.ready();
       registerSegmentSumKernels({ wasm: options.addWasmSegmentSum ?? true, replaceCpu: options.replaceCpuSegmentSum ?? false });
+      await afterSet(name);
       if (options.verbose) console.error(`tfjs-lsh-attention: using the ${describeBackend()} backend`);
       return name;
     } catch (error) {
@@ -101,6 +113,8 @@ export function describeBackend(): string {
   if (name === 'wasm') {
     details.push(tf.env().getBool('WASM_HAS_SIMD_SUPPORT') ? 'simd' : 'no simd');
     details.push(tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT') ? 'multi-thread' : '1 thread');
+    const threads = attentionThreads();
+    if (threads > 1) details.push(`attention split across ${threads} threads`);
   } else if (name === 'webgl') {
     details.push(`WebGL ${tf.env().getNumber('WEBGL_VERSION')}`);
   } else if (name === 'webgpu') {

@@ -62,11 +62,11 @@ describeBackends('attention benchmark', (backend) => {
     expect(json.points).toEqual(JSON.parse(JSON.stringify(points))); // the measured values, not just as many
     expect(json.backend).toMatch(new RegExp(`^${backend}`));
     const md = readFileSync(paths[0], 'utf8');
-    expect(md).toMatch(/\| T \| attention \| median ms/);
+    expect(md).toMatch(/\| T \| attention \| threads \| median ms/);
     const label = (p: (typeof points)[number]) => (p.variant === 'lsh' ? `lsh R=${p.nHashes}` : 'full');
     for (const p of points) {
       // Each point's row carries its median.
-      expect(md).toContain(`| ${p.length} | ${label(p)} | ${(p.medianMs as number).toFixed(1)} |`);
+      expect(md).toContain(`| ${p.length} | ${label(p)} | 1 | ${(p.medianMs as number).toFixed(1)} |`);
       if (p.variant === 'lsh') {
         const full = points.find((q) => q.variant === 'full' && q.length === p.length);
         const speedUp = ((full?.medianMs as number) / (p.medianMs as number)).toFixed(2);
@@ -109,7 +109,7 @@ describeBackends('attention benchmark', (backend) => {
 
 /** A synthetic measured point: T, variant, median ms, peak MiB (or a status when it did not run). */
 function row(length: number, variant: 'lsh' | 'full', ms: number | SweepPoint['status'], peakMiB?: number, nHashes = 4): SweepPoint {
-  const base = { variant, nHashes: variant === 'lsh' ? nHashes : null, length, usefulFlops: 1 };
+  const base = { variant, nHashes: variant === 'lsh' ? nHashes : null, length, threads: 1, usefulFlops: 1 };
   if (typeof ms === 'string') return { ...base, status: ms, reason: 'synthetic' };
   return { ...base, status: 'ok', medianMs: ms, peakBytes: peakMiB === undefined ? undefined : peakMiB * 2 ** 20 };
 }

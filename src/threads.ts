@@ -1,0 +1,212 @@
+/**
+ * Attention on every core in Node: a pool of worker threads, each with its
+ * own tfjs wasm backend, to which {@link lshAttention} and
+ * {@link fullAttention} hand slices of a call (heads, or batch rows) while
+ * the calling thread computes the first slice itself. tfjs-backend-wasm runs
+ * one thread in Node (its threaded build starts workers from a `blob:` URL
+ * Node cannot load), so without this the other cores idle.
+ *
+ * Inputs and outputs travel through a SharedArrayBuffer; the calling thread
+ * waits with `Atomics.wait`, so the attention functions stay synchronous. The
+ * output is bitwise the same as one thread's (each head is computed by the
+ * same code on the same numbers). Node only: it uses `node:worker_threads`.
+ */
+import { availableParallelism, cpus } from 'node:os';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs-core';
+import { HostTensor, materialize, setParallelRunner, type ParallelFunction, type ParallelMode, type ParallelRunner, type ParallelSlice } from './parallel.js';
+
+/** Header of the shared buffer: [state, error length], Int32. */
+const HEADER_BYTES = 16;
+/** Room for a worker's error message (UTF-8) after the header. */
+const ERROR_BYTES = 4096;
+const STATE_BUSY = 0;
+const STATE_DONE = 1;
+const STATE_FAILED = 2;
+/** How long the calling thread waits for a worker before giving up (a worker that died cannot answer). */
+const WAIT_MS = 30 * 60 * 1000;
+
+/** The message a worker gets for one slice. */
+export interface SliceMessage {
+  fn: ParallelFunction;
+  /** 'forward': outputs = [out]; 'gradient': inputs end with dy, outputs = [dqk, dv]. */
+  mode: ParallelMode;
+  buffer: SharedArrayBuffer;
+  /** Byte offset in `buffer` and shape of each input (qk, v[, dy]) and output slice. */
+  inputs: Array<{ offset: number; shape: number[] }>;
+  outputs: Array<{ offset: number; shape: number[] }>;
+  options: Record<string, unknown>;
+  /** Tensor options as data: name → [values, shape, dtype]. */
+  tensors: Record<string, [Float32Array | Int32Array | Uint8Array, number[], tf.DataType]>;
+}
+
+/** The file the workers run: thread_worker.ts next to this file (from source, through tsx) or .js (built). */
+function workerFile(): string {
+  const original = Error.prepareStackTrace;
+  try {
+    Error.prepareStackTrace = (_error, frames) => frames;
+    const frames = new Error().stack as unknown as Array<{ getFileName(): string | null }>;
+    const here = frames[0].getFileName();
+    if (here === null) throw new Error('no file name on the stack');
+    const url = here.startsWith('file:') ? here : pathToFileURL(here).href;
+    return url.replace(/threads\.(ts|js)$/, 'thread_worker.$1');
+  } finally {
+    Error.prepareStackTrace = original;
+  }
+}
+
+class Pool implements ParallelRunner {
+  constructor(
+    readonly workers: Worker[],
+    readonly threads: number,
+  ) {}
+
+  run(
+    fn: ParallelFunction,
+    mode: ParallelMode,
+    inputs: tf.Tensor4D[],
+    outputShapes: (slice: ParallelSlice) => number[][],
+    options: Record<string, unknown>,
+    axis: 0 | 1,
+    slices: ParallelSlice[],
+    local: (inputs: tf.Tensor4D[], options: Record<string, unknown>) => tf.Tensor4D[],
+  ): tf.Tensor4D[][] {
+    const plain: Record<string, unknown> = {};
+    const tensors: SliceMessage['tensors'] = {};
+    for (const [key, value] of Object.entries(options)) {
+      if (value instanceof HostTensor) tensors[key] = [value.values, value.shape, value.dtype];
+      else if (value !== undefined) plain[key] = value;
+    }
+    const data = inputs.map((x) => x.dataSync() as Float32Array);
+    const sliceShape = (shape: number[], s: ParallelSlice): number[] => {
+      const out = [...shape];
+      out[axis] = s.end - s.start;
+      return out;
+    };
+    /** Copies slice `s` of a [B, H, T, X] array into `target`. */
+    const copySlice = (values: Float32Array, shape: number[], s: ParallelSlice, target: Float32Array) => {
+      const [batch, heads] = shape;
+      const row = shape[2] * shape[3]; // one head's T·X values
+      if (axis === 0) {
+        target.set(values.subarray(s.start * heads * row, s.end * heads * row));
+        return;
+      }
+      const width = (s.end - s.start) * row;
+      for (let b = 0; b < batch; b++) target.set(values.subarray((b * heads + s.start) * row, (b * heads + s.start) * row + width), b * width);
+    };
+    const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+    // Hand every slice but the first to a worker.
+    const pending: Array<{ buffer: SharedArrayBuffer; outputs: SliceMessage['outputs']; worker: number }> = [];
+    for (let i = 1; i < slices.length; i++) {
+      const s = slices[i];
+      let offset = HEADER_BYTES + ERROR_BYTES;
+      const place = (shape: number[]) => {
+        const at = { offset, shape };
+        offset += count(shape) * 4;
+        return at;
+      };
+      const inputPlaces = inputs.map((x) => place(sliceShape(x.shape, s)));
+      const outputPlaces = outputShapes(s).map(place);
+      const buffer = new SharedArrayBuffer(offset);
+      inputs.forEach((x, k) => copySlice(data[k], x.shape, s, new Float32Array(buffer, inputPlaces[k].offset, count(inputPlaces[k].shape))));
+      const message: SliceMessage = { fn, mode, buffer, inputs: inputPlaces, outputs: outputPlaces, options: plain, tensors };
+      this.workers[i - 1].postMessage(message);
+      pending.push({ buffer, outputs: outputPlaces, worker: i - 1 });
+    }
+
+    // The first slice here, meanwhile.
+    const first = slices[0];
+    const begin = [0, 0, 0, 0];
+    begin[axis] = first.start;
+    const mine = tf.tidy(() => local(inputs.map((x) => tf.slice(x, begin, sliceShape(x.shape, first)) as tf.Tensor4D), materialize(options)));
+
+    const parts: tf.Tensor4D[][] = mine.map((m) => [m]);
+    let failure: Error | undefined;
+    for (const { buffer, outputs, worker } of pending) {
+      const header = new Int32Array(buffer, 0, 2);
+      if (Atomics.wait(header, 0, STATE_BUSY, WAIT_MS) === 'timed-out') {
+        failure ??= new Error(`attention thread ${worker + 1} did not answer within ${WAIT_MS / 60000} minutes`);
+        continue;
+      }
+      if (Atomics.load(header, 0) === STATE_FAILED) {
+        const text = new TextDecoder().decode(new Uint8Array(buffer, HEADER_BYTES, header[1]).slice());
+        failure ??= new Error(`attention thread ${worker + 1} failed: ${text}`);
+        continue;
+      }
+      outputs.forEach(({ offset, shape }, k) =>
+        parts[k].push(tf.tensor<tf.Rank>(new Float32Array(buffer, offset, count(shape)).slice(), shape, 'float32') as tf.Tensor4D),
+      );
+    }
+    if (failure) {
+      tf.dispose(parts.flat());
+      throw failure;
+    }
+    return parts;
+  }
+}
+
+let pool: Pool | undefined;
+
+/** The machine's cores (what {@link startThreads} uses by default). */
+export function machineCores(): number {
+  return typeof availableParallelism === 'function' ? availableParallelism() : cpus().length;
+}
+
+/**
+ * Starts (or restarts with another count) the thread pool the attention
+ * functions split their calls across: `threads − 1` workers, each loading
+ * the wasm backend, plus the calling thread. 1 stops the pool. Gradients
+ * are split too. Calls on other backends, with dropout, or too small to
+ * gain run on the calling thread as before.
+ *
+ * @param threads total threads, the calling one included: a positive integer. Default: the TFJS_THREADS environment variable, else the machine's cores.
+ * @returns the number of threads in use.
+ */
+export async function startThreads(threads?: number): Promise<number> {
+  const fromEnv = process.env.TFJS_THREADS;
+  let count = threads;
+  if (count === undefined && fromEnv !== undefined && fromEnv !== '') {
+    count = Number(fromEnv);
+    if (!Number.isInteger(count) || count < 1) {
+      throw new Error(`startThreads: TFJS_THREADS must be a positive integer, got "${fromEnv}"; unset it to use the machine's ${machineCores()} cores`);
+    }
+  }
+  count ??= machineCores();
+  if (!Number.isInteger(count) || count < 1) {
+    throw new Error(`startThreads: threads must be a positive integer, got ${String(threads)}; give 1 for one thread or leave it out for the machine's cores`);
+  }
+  if (pool?.threads === count) return count;
+  await stopThreads();
+  if (count === 1) return 1;
+  const file = workerFile();
+  // From source (tests, tsx), the worker registers tsx to load TypeScript; a built package runs plain .js.
+  const code = file.endsWith('.ts')
+    ? `(async () => { const { register } = await import('tsx/esm/api'); register(); await import(${JSON.stringify(file)}); })()`
+    : `import(${JSON.stringify(file)})`;
+  const workers = await Promise.all(
+    Array.from({ length: count - 1 }, async () => {
+      const worker = new Worker(code, { eval: true });
+      await new Promise<void>((resolve, reject) => {
+        worker.once('message', (m: unknown) => (m === 'ready' ? resolve() : reject(new Error(`startThreads: a worker said ${String(m)}`))));
+        worker.once('error', (error) => reject(new Error(`startThreads: a worker failed to start: ${error.message}`)));
+      });
+      worker.unref(); // idle workers do not keep the process alive
+      return worker;
+    }),
+  );
+  pool = new Pool(workers, count);
+  setParallelRunner(pool);
+  return count;
+}
+
+/** Stops the worker threads (calls run on one thread again). */
+export async function stopThreads(): Promise<void> {
+  const current = pool;
+  pool = undefined;
+  setParallelRunner(undefined);
+  if (current) await Promise.all(current.workers.map((w) => w.terminate()));
+}
+
+export { HEADER_BYTES, ERROR_BYTES, STATE_DONE, STATE_FAILED };
