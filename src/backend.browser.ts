@@ -10,16 +10,18 @@ import * as tf from '@tensorflow/tfjs-core';
 // tfjs-core's gradients (as @tensorflow/tfjs and tfjs-layers register them), so the attention functions can train.
 import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 import { candidateList, selectBackend, type BackendName, type InitBackendOptions } from './backend_common.js';
-import { softwareWebGPU } from './host_reads.js';
+import { softwareWebGL, softwareWebGPU } from './host_reads.js';
 
 export { BACKEND_NAMES, describeBackend, type BackendName, type InitBackendOptions } from './backend_common.js';
 
 /**
- * The preference order in a page when nothing is forced: measured in
- * headless Chromium on a machine without a GPU (bench/results/browser-*.md).
- * webgpu comes last but one: on Chromium's software adapter the attention
- * functions cannot run there (see README, In the browser), and it is skipped
- * by default on that adapter.
+ * The preference order in a page when nothing is forced: the GPU first
+ * (webgl: on a GPU it is tfjs's fastest backend for large work), then wasm,
+ * webgpu, cpu. A GPU backend that turns out to run in software (SwiftShader,
+ * on a machine without a usable GPU) is passed over for the next one that
+ * starts: measured in headless Chromium without a GPU, wasm is several times
+ * faster than software webgl (bench/results/browser-*.md), and on software
+ * webgpu the attention functions cannot run (README, In the browser).
  */
 export const BACKEND_PREFERENCE: readonly BackendName[] = ['webgl', 'wasm', 'webgpu', 'cpu'];
 
@@ -44,17 +46,17 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   const load = async (name: BackendName): Promise<void> => {
     if (name === 'tensorflow') throw new Error('tfjs-node runs in Node only');
   };
-  const name = await selectBackend(candidates, options, load, (n) => `import '${PACKAGES[n]}' in the app before initBackend`);
-  if (!forced && softwareWebGPU()) {
-    // Chosen by default, but the attention functions cannot run on it: try the rest.
+  const register = (n: BackendName): string => `import '${PACKAGES[n]}' in the app before initBackend`;
+  const name = await selectBackend(candidates, options, load, register);
+  if (!forced && (softwareWebGL() || softwareWebGPU())) {
+    // Chosen by default, but a GPU backend without a GPU: the next that starts, if any.
     const rest = candidates.slice(candidates.indexOf(name) + 1);
-    if (rest.length > 0) {
-      try {
-        return await selectBackend(rest, options, load, (n) => `import '${PACKAGES[n]}' in the app before initBackend`);
-      } catch {
-        await tf.setBackend(name);
-      }
+    try {
+      if (rest.length > 0) return await selectBackend(rest, options, load, register);
+    } catch {
+      // None of the rest starts: keep the software one.
     }
+    await tf.setBackend(name);
   }
   return name;
 }

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { registerSegmentSumKernels } from './kernels/segment_sum.js';
-import { softwareWebGPU } from './host_reads.js';
+import { softwareWebGL, softwareWebGPU } from './host_reads.js';
 import { attentionThreads } from './parallel.js';
 
 /** The backends this library knows. `tensorflow` is tfjs-node (Node only). */
@@ -105,7 +105,8 @@ interface WebGPUBackendLike {
 /**
  * A one-line description of the backend in use, e.g. "wasm (tfjs 4.22.0,
  * simd, 1 thread)", "webgl (tfjs 4.22.0, WebGL 2)" or "webgpu (tfjs 4.22.0,
- * google swiftshader adapter, software)".
+ * google swiftshader adapter, software)"; "software" marks a GPU backend with
+ * no GPU behind it (SwiftShader).
  */
 export function describeBackend(): string {
   const name = tf.getBackend();
@@ -117,6 +118,7 @@ export function describeBackend(): string {
     if (threads > 1) details.push(`attention split across ${threads} threads`);
   } else if (name === 'webgl') {
     details.push(`WebGL ${tf.env().getNumber('WEBGL_VERSION')}`);
+    if (softwareWebGL()) details.push('software');
   } else if (name === 'webgpu') {
     const info = (tf.backend() as unknown as WebGPUBackendLike).adapterInfo;
     details.push(`${info?.vendor || 'unknown vendor'} ${info?.architecture || 'unknown architecture'} adapter`);

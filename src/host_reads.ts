@@ -25,6 +25,25 @@ export function softwareWebGPU(): boolean {
   return (tf.backend() as unknown as WebGPUBackendLike).adapterInfo?.architecture === 'swiftshader';
 }
 
+interface WebGLBackendLike {
+  gpgpu?: { gl?: { getExtension(name: string): { UNMASKED_RENDERER_WEBGL: number } | null; getParameter(p: number): unknown } };
+}
+
+/** The WebGL renderer of the webgl backend in use (e.g. "ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device …))"), or undefined. */
+export function webglRenderer(): string | undefined {
+  if (tf.getBackend() !== 'webgl') return undefined;
+  const gl = (tf.backend() as unknown as WebGLBackendLike).gpgpu?.gl;
+  const info = gl?.getExtension('WEBGL_debug_renderer_info');
+  if (gl === undefined || info == null) return undefined;
+  const renderer = gl.getParameter(info.UNMASKED_RENDERER_WEBGL);
+  return typeof renderer === 'string' ? renderer : undefined;
+}
+
+/** True on the webgl backend when its renderer is a software one (SwiftShader, llvmpipe): no GPU behind it. */
+export function softwareWebGL(): boolean {
+  return /swiftshader|llvmpipe|software/i.test(webglRenderer() ?? '');
+}
+
 /** Whether `dataSync()` of `x` gives its values on the current backend (false only for data on a software WebGPU device). */
 export function hostReadable(x: tf.Tensor): boolean {
   if (!softwareWebGPU()) return true;
