@@ -22,7 +22,7 @@ import { writeReport, type SweepReport } from '../report.js';
 import type { BenchResult } from './page.js';
 
 const settings: SweepOptions = {
-  lengths: [256, 512, 1024, 2048, 4096],
+  lengths: [256, 512, 1024, 2048],
   batch: 1,
   heads: 4,
   dim: 64,
@@ -31,7 +31,7 @@ const settings: SweepOptions = {
   numChunksBefore: 1,
   backward: false,
   runs: 2,
-  budgetSeconds: 30,
+  budgetSeconds: 20,
   profile: true,
   full: true,
 };
