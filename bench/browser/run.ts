@@ -2,6 +2,8 @@
  * The attention sweep in headless Chromium, on each backend of a page:
  *
  *   flock /work/bench.lock npm run bench:browser      (a few minutes)
+ *   npm run bench:browser -- webgl wasm-threads        (only these configurations)
+ *   npm run bench:browser -- --tiny --out /tmp/x       (T = 128, one run: a check that it works)
  *
  * wasm with threads (the page cross-origin isolated), wasm on one thread (the
  * same page without the COOP/COEP headers), webgl and webgpu. Each writes
@@ -43,7 +45,12 @@ const configurations = [
   { name: 'webgpu', backend: 'webgpu', isolated: true },
 ];
 
-const only = process.argv.slice(2);
+const args = process.argv.slice(2);
+const tiny = args.includes('--tiny');
+const outIndex = args.indexOf('--out');
+const resultsDir = outIndex >= 0 ? args[outIndex + 1] : join(REPO, 'bench', 'results');
+const only = args.filter((a, i) => !a.startsWith('--') && (outIndex < 0 || i !== outIndex + 1));
+if (tiny) Object.assign(settings, { lengths: [128], runs: 1, profile: false });
 const out = mkdtempSync(join(tmpdir(), 'bench-browser-'));
 await bundlePages({ bench: join(REPO, 'bench', 'browser', 'page.ts') }, out);
 writeFileSync(join(out, 'index.html'), '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="./bench.js"></script>\n');
@@ -81,7 +88,7 @@ try {
       matMulPeakGflops: result.matMulPeakGflops ?? 0,
       points: result.points,
     };
-    const paths = await writeReport(report, join(REPO, 'bench', 'results'), `browser-${configuration.name}`);
+    const paths = await writeReport(report, resultsDir, `browser-${configuration.name}`);
     console.error(`${configuration.name}: ${result.description}; wrote ${paths.join(', ')}`);
   }
 } finally {
