@@ -13,6 +13,7 @@ import {
   defaultNBuckets,
   fullAttention,
   hashBuckets,
+  localAttention,
   lshAttention,
   randomRotations,
   sortItemsOnHost,
@@ -41,6 +42,8 @@ export interface SweepOptions {
   profile: boolean;
   /** Run full attention too. */
   full: boolean;
+  /** Run local attention too (chunks of chunkLength in position order, numChunksBefore back). Default false. */
+  local?: boolean;
   /** The attention functions' memoryLimitBytes. Default: the backend's. */
   memoryLimitBytes?: number;
   /**
@@ -52,7 +55,7 @@ export interface SweepOptions {
 
 /** One measured (or skipped) point. */
 export interface SweepPoint {
-  variant: 'lsh' | 'full';
+  variant: 'lsh' | 'full' | 'local';
   /** R for LSH; null for full. */
   nHashes: number | null;
   length: number;
@@ -90,6 +93,11 @@ export interface SweepPoint {
 export function lshUsefulFlops(o: { batch: number; heads: number; length: number; dim: number; nHashes: number; chunkLength: number; numChunksBefore: number }): number {
   const window = o.chunkLength * (1 + o.numChunksBefore);
   return 2 * o.batch * o.heads * o.nHashes * o.length * window * (o.dim + o.dim);
+}
+
+/** Useful FLOPs of local attention: T queries against L = C·(1 + before) keys, QK and AV. */
+export function localUsefulFlops(o: { batch: number; heads: number; length: number; dim: number; chunkLength: number; numChunksBefore: number }): number {
+  return lshUsefulFlops({ ...o, nHashes: 1 });
 }
 
 /** Useful FLOPs of full attention: T queries against T keys, QK and AV. */
@@ -153,18 +161,21 @@ export async function runSweep(options: SweepOptions, progress: Progress = () =>
       const qk = tf.randomNormal([batch, heads, length, dim], 0, 1, 'float32', 1) as tf.Tensor4D;
       const v = tf.randomNormal([batch, heads, length, dim], 0, 1, 'float32', 2) as tf.Tensor4D;
       const threadCounts = options.threads ?? [attentionThreads()];
-      const variants: Array<{ variant: 'lsh' | 'full'; nHashes: number | null; threads: number }> = [
+      const variants: Array<{ variant: 'lsh' | 'full' | 'local'; nHashes: number | null; threads: number }> = [
         ...options.nHashes.map((r) => ({ variant: 'lsh' as const, nHashes: r })),
+        ...(options.local ? [{ variant: 'local' as const, nHashes: null }] : []),
         ...(options.full ? [{ variant: 'full' as const, nHashes: null }] : []),
       ].flatMap((v) => threadCounts.map((threads) => ({ ...v, threads })));
       for (const { variant, nHashes, threads } of variants) {
         const key = `${variant}:${nHashes}:${threads}`;
-        const label = `${variant === 'lsh' ? `lsh R=${nHashes}` : 'full'}${threadCounts.length > 1 ? `, ${threads} thread${threads === 1 ? '' : 's'}` : ''}`;
+        const label = `${variant === 'lsh' ? `lsh R=${nHashes}` : variant}${threadCounts.length > 1 ? `, ${threads} thread${threads === 1 ? '' : 's'}` : ''}`;
         limitThreads(threads);
         const flopsForward =
           variant === 'lsh'
             ? lshUsefulFlops({ batch, heads, length, dim, nHashes: nHashes as number, chunkLength: options.chunkLength, numChunksBefore: options.numChunksBefore })
-            : fullUsefulFlops({ batch, heads, length, dim });
+            : variant === 'local'
+              ? localUsefulFlops({ batch, heads, length, dim, chunkLength: options.chunkLength, numChunksBefore: options.numChunksBefore })
+              : fullUsefulFlops({ batch, heads, length, dim });
         const point: SweepPoint = { variant, nHashes, length, threads, status: 'ok', usefulFlops: flopsForward * (options.backward ? 3 : 1) };
         const lshOptions: LSHAttentionOptions = {
           nHashes: nHashes ?? 1,
@@ -174,7 +185,11 @@ export async function runSweep(options: SweepOptions, progress: Progress = () =>
           memoryLimitBytes: options.memoryLimitBytes,
         };
         const forward = (a: tf.Tensor4D, b: tf.Tensor4D): tf.Tensor4D =>
-          variant === 'lsh' ? lshAttention(a, b, lshOptions) : fullAttention(a, b, { memoryLimitBytes: options.memoryLimitBytes });
+          variant === 'lsh'
+            ? lshAttention(a, b, lshOptions)
+            : variant === 'local'
+              ? localAttention(a, b, { chunkLength: options.chunkLength, numChunksBefore: options.numChunksBefore, memoryLimitBytes: options.memoryLimitBytes })
+              : fullAttention(a, b, { memoryLimitBytes: options.memoryLimitBytes });
         const call = (): tf.Tensor | tf.Tensor[] =>
           options.backward
             ? tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(forward(a as tf.Tensor4D, b as tf.Tensor4D)))([qk, v])
@@ -182,7 +197,7 @@ export async function runSweep(options: SweepOptions, progress: Progress = () =>
 
         const last = previous.get(key);
         if (last) {
-          const growth = variant === 'lsh' ? length / last.length : (length / last.length) ** 2;
+          const growth = variant === 'full' ? (length / last.length) ** 2 : length / last.length;
           // With backward, each run also times the forward pass (about a third of a forward + backward call).
           const predictedSeconds = (last.ms * growth * (options.runs + 1) * (options.backward ? 4 / 3 : 1)) / 1000;
           if (predictedSeconds > options.budgetSeconds) {

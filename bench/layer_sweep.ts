@@ -148,6 +148,7 @@ async function makeSubject(variant: LayerVariant, nHashes: number | null, o: Lay
           nHashes: nHashes as number,
           chunkLength: o.chunkLength,
           numChunksBefore: o.numChunksBefore,
+          fullAttentionThreshold: 0, // the LSH series measures LSH attention at every length (the layer's default runs full attention up to T = 1024)
           seed: 1,
         });
   return { layer, run: (x) => layer.apply(x, { value: x }) as tf.Tensor, weights: () => layer.weights };

@@ -47,7 +47,7 @@ export function makeReport(
 }
 
 const mib = (bytes: number | undefined) => (bytes === undefined ? '–' : (bytes / 2 ** 20).toFixed(0));
-const label = (p: SweepPoint) => (p.variant === 'lsh' ? `lsh R=${p.nHashes}` : 'full');
+const label = (p: SweepPoint) => (p.variant === 'lsh' ? `lsh R=${p.nHashes}` : p.variant);
 /** A chart series: the attention, and its threads when more than one. */
 const series = (p: SweepPoint) => `${label(p)}${(p.threads ?? 1) > 1 ? `, ${p.threads} threads` : ''}`;
 /** The threads cell: the count, and whether a multi-thread point really split (small calls stay on one thread). */
@@ -84,7 +84,7 @@ export function markdown(report: SweepReport): string {
   // Speed-up and memory ratio of LSH over full where both ran (with the same threads).
   const at = (p: SweepPoint) => `${p.length}:${p.threads ?? 1}`;
   const full = new Map(report.points.filter((p) => p.variant === 'full' && p.status === 'ok').map((p) => [at(p), p]));
-  const ratios = report.points.filter((p) => p.variant === 'lsh' && p.status === 'ok' && full.has(at(p)));
+  const ratios = report.points.filter((p) => p.variant !== 'full' && p.status === 'ok' && full.has(at(p)));
   if (ratios.length > 0) {
     lines.push('');
     lines.push('| T | attention | speed-up over full | peak memory: full / LSH |');

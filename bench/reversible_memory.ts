@@ -57,7 +57,7 @@ const MiB = 2 ** 20;
 /** input [1, T, M] → a stack of `layers` LSH blocks → mean of the two streams [1, T, M]. */
 function buildModel(layers: number, reversible: boolean): tf.LayersModel {
   const blocks = Array.from({ length: layers }, (_, i) => ({
-    attention: lshSelfAttention({ numHeads, nHashes, chunkLength, causal: true, seed: 100 + i }),
+    attention: lshSelfAttention({ numHeads, nHashes, chunkLength, causal: true, fullAttentionThreshold: 0, seed: 100 + i }), // LSH at T = 1024 too
     feedForward: chunkedFeedForward({ units: feedForwardUnits, chunkLength: feedForwardChunk, activation: 'gelu', seed: 200 + i }),
   }));
   const input = tf.input({ shape: [null, modelSize] });

@@ -4,6 +4,7 @@
 //
 // Flags (defaults in brackets):
 //   --min 512 --max 65536   lengths, doubling        --batch 1 --heads 8 --dim 64
+//   --lengths 512,768,1024  explicit lengths (instead of --min/--max)
 //   --hashes 4              rounds, comma list        --chunk 64 --before 1
 //   --backward              time forward + backward   --runs 3 --budget 300 (s per point)
 //   --backend wasm|cpu|tensorflow                     --out bench/out --name sweep
@@ -11,6 +12,7 @@
 //                           else the machine's cores, on wasm]; a column of the table, and a speed-up table
 //   --no-profile            skip the profiled run (peak memory, kernel breakdown)
 //   --no-full               LSH only
+//   --local                 local attention too (chunks in position order, --chunk, --before)
 //   --no-layers             skip the whole-layer sweep (tfjs-layers' MultiHeadAttention against
 //                           fullMultiHeadAttention and lshMultiHeadAttention, projections included)
 //   --layers-only           only the whole-layer sweep       --mha-budget 300 (s per point, MultiHeadAttention)
@@ -27,6 +29,7 @@ const { values: flags } = parseArgs({
   options: {
     min: { type: 'string' },
     max: { type: 'string' },
+    lengths: { type: 'string' },
     batch: { type: 'string', default: '1' },
     heads: { type: 'string' },
     dim: { type: 'string' },
@@ -42,6 +45,7 @@ const { values: flags } = parseArgs({
     threads: { type: 'string' },
     'no-profile': { type: 'boolean', default: false },
     'no-full': { type: 'boolean', default: false },
+    local: { type: 'boolean', default: false },
     'no-layers': { type: 'boolean', default: false },
     'layers-only': { type: 'boolean', default: false },
     'mha-budget': { type: 'string', default: '300' },
@@ -64,7 +68,8 @@ const preset = flags.tiny
 const min = positiveInteger('min', flags.min ?? String(preset.min));
 const max = positiveInteger('max', flags.max ?? String(preset.max));
 const lengths: number[] = [];
-for (let t = min; t <= max; t *= 2) lengths.push(t);
+if (flags.lengths !== undefined) lengths.push(...flags.lengths.split(',').map((t) => positiveInteger('lengths', t)));
+else for (let t = min; t <= max; t *= 2) lengths.push(t);
 
 const options: SweepOptions = {
   lengths,
@@ -79,6 +84,7 @@ const options: SweepOptions = {
   budgetSeconds: positiveInteger('budget', flags.budget),
   profile: !flags['no-profile'],
   full: !flags['no-full'],
+  local: flags.local,
 };
 
 const threads = flags.threads?.split(',').map((t) => positiveInteger('threads', t));

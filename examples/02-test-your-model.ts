@@ -35,6 +35,7 @@ const model = reformerLM({
   attention: ['lsh', 'lsh'],
   nHashes: 2,
   chunkLength: 32,
+  fullAttentionThreshold: 0, // LSH attention at every length (the layers' default computes exact attention up to T = 1024)
   seed: 1,
 });
 

@@ -181,6 +181,7 @@ function buildModel(context: number, attention: AttentionKind = 'lsh'): tf.Layer
     numHeads: settings.numHeads,
     nHashes: settings.nHashes,
     chunkLength: settings.chunkLength,
+    fullAttentionThreshold: 0, // LSH attention at the short context too (as recorded), not exact attention up to T = 1024
     feedForwardUnits: settings.feedForwardUnits,
     positionEmbedding: 'axial',
     reversible: true,

@@ -4,11 +4,14 @@
  */
 export {
   FullSelfAttention,
+  LocalSelfAttention,
   LSHSelfAttention,
   SelfAttentionBase,
   fullSelfAttention,
+  localSelfAttention,
   lshSelfAttention,
   type AttendOptions,
+  type LocalSelfAttentionArgs,
   type LSHSelfAttentionArgs,
   type SelfAttentionArgs,
 } from './self_attention.js';
@@ -63,4 +66,19 @@ export {
   type PositionEmbeddingKind,
   type ReformerLMArgs,
 } from './lm.js';
+export {
+  SequencePooling,
+  addEncoderHead,
+  classificationLoss,
+  maskTokens,
+  maskedLMLoss,
+  reformerEncoder,
+  type EncoderHead,
+  type EncoderHeadArgs,
+  type MaskTokensOptions,
+  type Pooling,
+  type ReformerEncoderArgs,
+  type SequencePoolingArgs,
+} from './encoder.js';
+export { cachedGenerationSupport, startCachedGeneration, type CachedGeneration } from './generation.js';
 export type { DenseWeightArgs, Initializer, InitializerArg, Regularizer, RegularizerArg } from './weight_args.js';

@@ -17,17 +17,18 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { bucketFactors, type NBuckets } from '../src/hashing.js';
 import { assertSeed, freshSeed, nextSeed, uniformStream, type Seed } from '../src/random.js';
-import { assertNonNegativeInteger, assertPositiveInteger, assertRate, describeValue } from '../src/validate.js';
+import { assertBoolean, assertNonNegativeInteger, assertPositiveInteger, assertRate, describeValue } from '../src/validate.js';
+import { cachedGenerationSupport, startCachedGeneration } from './generation.js';
 import { ChunkedFeedForward, type FeedForwardActivation } from './chunked_feed_forward.js';
 import { AxialPositionEmbedding, PositionEmbedding } from './position_embeddings.js';
 import { ReversibleStack } from './reversible.js';
-import { FullSelfAttention, LSHSelfAttention, type SelfAttentionBase } from './self_attention.js';
+import { FullSelfAttention, LocalSelfAttention, LSHSelfAttention, type SelfAttentionBase } from './self_attention.js';
 import { LayerNorm } from './layer_norm.js';
 import { PositionwiseDense } from './positionwise_dense.js';
 import { reseeded, resolveInitializer, resolveRegularizer, type InitializerArg, type RegularizerArg } from './weight_args.js';
 
 /** The attention of one block. */
-export type AttentionKind = 'lsh' | 'full';
+export type AttentionKind = 'lsh' | 'full' | 'local';
 
 /** The position embedding of a {@link reformerLM}. */
 export type PositionEmbeddingKind = 'learned' | 'axial';
@@ -42,7 +43,11 @@ export interface ReformerLMArgs {
   modelSize?: number;
   /** The number of reversible blocks. Default: the length of `attention` if it is an array, else 2. */
   numLayers?: number;
-  /** The attention of every block ('lsh' or 'full'), or one per block. Default 'lsh'. */
+  /**
+   * The attention of every block ('lsh', 'full' or 'local': chunks of
+   * chunkLength in position order with numChunksBefore/After neighbours), or
+   * one per block, e.g. ['local', 'lsh', 'local', 'lsh']. Default 'lsh'.
+   */
   attention?: AttentionKind | AttentionKind[];
   /** Heads per attention layer. Default 4. */
   numHeads?: number;
@@ -58,6 +63,8 @@ export interface ReformerLMArgs {
   numChunksBefore?: number;
   /** LSH chunks after its own that each chunk attends to. Default 0. */
   numChunksAfter?: number;
+  /** The LSH blocks' fullAttentionThreshold (exact attention at or below this length; 0: off). Default: LSHSelfAttention's. */
+  fullAttentionThreshold?: number;
   /** Dropout on the attention weights in training. Default 0. */
   attentionDropout?: number;
   /** Hidden size of the feed-forward. Default 4·M. */
@@ -129,7 +136,9 @@ export function reformerLM(args: ReformerLMArgs): tfl.LayersModel {
     throw new Error(`${who}: attention has ${perLayer.length} entries but numLayers is ${numLayers}; give one kind per block`);
   }
   perLayer.forEach((kind, i) => {
-    if (kind !== 'lsh' && kind !== 'full') throw new Error(`${who}: attention[${i}] must be 'lsh' or 'full', got ${String(kind)}`);
+    if (kind !== 'lsh' && kind !== 'full' && kind !== 'local') {
+      throw new Error(`${who}: attention[${i}] must be 'lsh', 'full' or 'local', got ${String(kind)}`);
+    }
   });
   if (args.attentionDropout !== undefined) assertRate(who, 'attentionDropout', args.attentionDropout);
   // Checked here, before any layer is built (a failure while building would leave the built layers' weights behind).
@@ -145,6 +154,7 @@ export function reformerLM(args: ReformerLMArgs): tfl.LayersModel {
   if (args.numChunksBefore !== undefined) assertNonNegativeInteger(who, 'numChunksBefore', args.numChunksBefore);
   if (args.numChunksAfter !== undefined) assertNonNegativeInteger(who, 'numChunksAfter', args.numChunksAfter);
   if (args.nBuckets !== undefined) bucketFactors(who, args.nBuckets);
+  if (args.fullAttentionThreshold !== undefined) assertNonNegativeInteger(who, 'fullAttentionThreshold', args.fullAttentionThreshold);
   const seed = args.seed ?? freshSeed();
   assertSeed(who, seed);
   const seeds = uniformStream(seed, 'reformerLM');
@@ -171,10 +181,20 @@ export function reformerLM(args: ReformerLMArgs): tfl.LayersModel {
             nBuckets: args.nBuckets,
             numChunksBefore: args.numChunksBefore,
             numChunksAfter: args.numChunksAfter,
+            fullAttentionThreshold: args.fullAttentionThreshold,
             ...weightArgs(),
             seed: nextSeed(seeds),
           })
-        : new FullSelfAttention({ ...common, ...weightArgs(), seed: nextSeed(seeds) }),
+        : kind === 'local'
+          ? new LocalSelfAttention({
+              ...common,
+              chunkLength: args.chunkLength,
+              numChunksBefore: args.numChunksBefore,
+              numChunksAfter: args.numChunksAfter,
+              ...weightArgs(),
+              seed: nextSeed(seeds),
+            })
+          : new FullSelfAttention({ ...common, ...weightArgs(), seed: nextSeed(seeds) }),
     feedForward: new ChunkedFeedForward({
       units: args.feedForwardUnits,
       chunkLength: args.feedForwardChunkLength ?? DEFAULT_FEED_FORWARD_CHUNK,
@@ -294,6 +314,19 @@ export interface GenerateOptions {
   seed?: Seed;
   /** The most recent tokens fed to the model at each step. Default: the model's position-embedding length (else all). */
   contextLength?: number;
+  /**
+   * Run the model one new token at a time with a cache in every attention
+   * layer (see {@link cachedGenerationSupport} for the models it takes):
+   * full-attention layers keep past keys and values (the same result as
+   * without the cache); LSH layers keep past keys, values and buckets, and a
+   * new token attends to the past tokens that share a bucket with it in any
+   * round, plus itself (README, Cached generation). Once the sequence is
+   * longer than `contextLength`, every further step reruns the window, as
+   * without the cache. true: a model the cached path cannot run is an
+   * error; false: every step reruns the whole context. Default: true where
+   * the model qualifies, else false.
+   */
+  cache?: boolean;
 }
 
 /** The layers of a model, nested models and reversible stacks opened up (the stacks' blocks after the stack itself). */
@@ -312,8 +345,9 @@ function positionLength(model: tfl.LayersModel): number | undefined {
 }
 
 /**
- * Continues each prompt by `steps` tokens, one model call per token (the
- * whole context each time). Prompts must have one length ≥ 1.
+ * Continues each prompt by `steps` tokens. With the cache (the default where
+ * the model qualifies) the prompt runs once and each new token alone; without
+ * it, every token reruns the whole context. Prompts must have one length ≥ 1.
  *
  * @returns prompt + continuation, for each prompt
  */
@@ -345,9 +379,53 @@ export async function generate(model: tfl.LayersModel, prompts: number[][], opti
   );
   const contextLength = options.contextLength ?? positionLength(model) ?? Number.POSITIVE_INFINITY;
   if (contextLength !== Number.POSITIVE_INFINITY) assertPositiveInteger(who, 'contextLength', contextLength);
+  if (options.cache !== undefined) assertBoolean(who, 'cache', options.cache);
+  const support = cachedGenerationSupport(model);
+  if (options.cache === true && !support.supported) {
+    throw new Error(`${who}: cache: true, but ${support.reason}; pass cache: false (every step reruns the context)`);
+  }
   const random = uniformStream(options.seed);
   const sequences = prompts.map((p) => p.slice());
-  for (let step = 0; step < options.steps; step++) {
+  const choose = (values: ArrayLike<number>, vocab: number) =>
+    sequences.forEach((sequence, b) => {
+      const row = Array.prototype.slice.call(values, b * vocab, (b + 1) * vocab) as number[];
+      sequence.push(temperature === 0 ? argmax(row) : sample(row, temperature, random));
+    });
+  let done = 0;
+  if ((options.cache ?? true) && support.supported && options.steps > 0 && length <= contextLength) {
+    // The cached path, while the whole sequence fits the context (positions never shift).
+    const bucketLength = contextLength === Number.POSITIVE_INFINITY ? length + options.steps : contextLength;
+    const run = startCachedGeneration(model, bucketLength);
+    try {
+      let tokens = tf.tensor2d(sequences, [sequences.length, length], 'int32');
+      let logits: tf.Tensor3D;
+      try {
+        logits = run.prefill(tokens);
+      } catch (error) {
+        tokens.dispose();
+        throw error;
+      }
+      while (true) {
+        const last = tf.tidy(() => tf.squeeze(tf.slice(logits, [0, logits.shape[1] - 1, 0], [-1, 1, -1]), [1]));
+        const values = await last.data();
+        const vocab = last.shape[1] as number;
+        tf.dispose([tokens, logits, last]);
+        choose(values, vocab);
+        done++;
+        if (done === options.steps || run.length + 1 > contextLength) break;
+        tokens = tf.tensor2d(sequences.map((s) => [s[s.length - 1]]), [sequences.length, 1], 'int32');
+        try {
+          logits = run.step(tokens);
+        } catch (error) {
+          tokens.dispose();
+          throw error;
+        }
+      }
+    } finally {
+      run.dispose();
+    }
+  }
+  for (let step = done; step < options.steps; step++) {
     const window = sequences.map((s) => s.slice(Math.max(0, s.length - contextLength)));
     const windowLength = window[0].length;
     const ids = tf.tensor2d(window, [window.length, windowLength], 'int32');
@@ -355,11 +433,7 @@ export async function generate(model: tfl.LayersModel, prompts: number[][], opti
     const last = tf.tidy(() => tf.squeeze(tf.slice(logits, [0, windowLength - 1, 0], [-1, 1, -1]), [1]));
     const values = await last.data();
     tf.dispose([ids, logits, last]);
-    const vocab = last.shape[1] as number;
-    sequences.forEach((sequence, b) => {
-      const row = values.subarray(b * vocab, (b + 1) * vocab);
-      sequence.push(temperature === 0 ? argmax(row) : sample(row, temperature, random));
-    });
+    choose(values, last.shape[1] as number);
   }
   return sequences;
 }
@@ -395,9 +469,10 @@ export function setNHashes(model: tfl.LayersModel | tfl.layers.Layer, nHashes: n
   return layers.length;
 }
 
-/** The attention layers of a model, in order (LSH and full). */
+/** The attention layers of a model, in order (LSH, full and local). */
 export function attentionLayers(model: tfl.LayersModel | tfl.layers.Layer): SelfAttentionBase[] {
   return allLayers(model).filter(
-    (layer): layer is SelfAttentionBase => layer instanceof LSHSelfAttention || layer instanceof FullSelfAttention,
+    (layer): layer is SelfAttentionBase =>
+      layer instanceof LSHSelfAttention || layer instanceof FullSelfAttention || layer instanceof LocalSelfAttention,
   );
 }

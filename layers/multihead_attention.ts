@@ -35,7 +35,7 @@ type LayerIO = tf.Tensor | tf.Tensor[] | tfl.SymbolicTensor | tfl.SymbolicTensor
 
 /** The arguments of {@link FullMultiHeadAttention}, named as tfjs-layers' MultiHeadAttentionArgs. */
 export interface MultiHeadAttentionArgs
-  extends Omit<SelfAttentionArgs, 'numHeads' | 'headDim' | 'causal'> {
+  extends Omit<SelfAttentionArgs, 'numHeads' | 'headDim' | 'causal' | 'returnAttention'> {
   /** H, the number of heads. Required, as in MultiHeadAttention. */
   numHeads: number;
   /** D, the size of each head of the (shared) queries and keys. Required, as in MultiHeadAttention. */
@@ -58,7 +58,16 @@ export interface LSHMultiHeadAttentionArgs
   extends MultiHeadAttentionArgs,
     Pick<
       LSHSelfAttentionArgs,
-      'nHashes' | 'chunkLength' | 'nBuckets' | 'numChunksBefore' | 'numChunksAfter' | 'hashFamily' | 'oneChunkPerRound'
+      | 'nHashes'
+      | 'chunkLength'
+      | 'nBuckets'
+      | 'numChunksBefore'
+      | 'numChunksAfter'
+      | 'hashFamily'
+      | 'oneChunkPerRound'
+      | 'fullAttentionThreshold'
+      | 'allowDuplicateAttention'
+      | 'attendAcrossBuckets'
     > {}
 
 /**
@@ -94,6 +103,7 @@ const UNSUPPORTED_ARGS: Record<string, string> = {
   attentionAxes: 'attention runs over the sequence axis (axis 1) only',
   kernelConstraint: 'the layers have no weight constraints',
   biasConstraint: 'the layers have no weight constraints',
+  returnAttention: "the weights come from the layer's attendModelWithAttention(x, mask)",
 };
 
 /** Validates MultiHeadAttention-style arguments and maps them to the self-attention layers' (keyDim → headDim, causal per call). */

@@ -265,8 +265,10 @@ export class AxialPositionEmbedding extends PositionEmbeddingBase {
     if (this.rows === null || this.columns === null) {
       throw new Error('AxialPositionEmbedding: the layer is not built; call it on an input first');
     }
-    const [d1, d2] = this.axialShape;
-    const rows = this.rows.read();
+    const d2 = this.axialShape[1];
+    // Only the grid rows the length reaches: the whole [d1·d2, M] table for a short input cost seconds at d1·d2 = 32768.
+    const d1 = Math.min(this.axialShape[0], Math.max(1, Math.ceil(length / d2)));
+    const rows = d1 === this.axialShape[0] ? this.rows.read() : tf.slice(this.rows.read(), [0, 0], [d1, -1]);
     const columns = this.columns.read();
     const [e1, e2] = [rows.shape[1] as number, columns.shape[1] as number];
     const rowGrid = tf.broadcastTo(tf.reshape(rows, [d1, 1, e1]), [d1, d2, e1]);

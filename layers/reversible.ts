@@ -328,6 +328,32 @@ export class ReversibleStack extends tfl.layers.Layer {
     });
   }
 
+  /**
+   * Inference through the blocks with each block's attention supplied by
+   * `attend(i, input)` (input: the block's layer-normalised x2, [B, T, M];
+   * returns F's output [B, T, M]): cached generation runs its own attention
+   * here. With `attend = (i, x) => attention_i.attendModel(x, null)` it is
+   * `forward(x)` in inference.
+   *
+   * @param x [B, T, M]
+   * @returns [B, T, 2M] ('concat') or [B, T, M] ('mean')
+   */
+  inferWithAttention(x: tf.Tensor3D, attend: (block: number, input: tf.Tensor3D) => tf.Tensor3D): tf.Tensor3D {
+    if (!this.built) throw new Error('ReversibleStack: the layer is not built; call it on an input (or apply it in a model) first');
+    const seeds = this.blockSeeds(0);
+    return tf.tidy(() => {
+      let [x1, x2] = [x, x];
+      for (let i = 0; i < this.blocks.length; i++) {
+        const norms = this.norms[i];
+        const y1 = tf.add(x1, attend(i, norms ? this.normalize(norms.attention, x2) : x2)) as tf.Tensor3D;
+        const y2 = tf.add(x2, this.feedForwardChunked(i, y1, false, seeds)) as tf.Tensor3D;
+        [x1, x2] = [y1, y2];
+      }
+      if (this.combine === 'concat') return tf.concat([x1, x2], 2) as tf.Tensor3D;
+      return tf.mul(tf.add(x1, x2), 0.5) as tf.Tensor3D;
+    });
+  }
+
   /** Per-block seeds of a call (unused in inference). */
   private blockSeeds(callSeed: number): BlockSeeds[] {
     const stream = uniformStream(callSeed, 'blocks');

@@ -12,7 +12,16 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
 import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
-import { fullAttention, lshAttention, resolveLSHSettings, validLength } from '../src/attention.js';
+import {
+  DEFAULT_FULL_ATTENTION_THRESHOLD,
+  fullAttention,
+  localAttention,
+  lshAttention,
+  resolveLSHSettings,
+  validLength,
+  type AttentionResult,
+  type AttentionWeights,
+} from '../src/attention.js';
 import { randomRotations, type HashFamilyName, type NBuckets } from '../src/hashing.js';
 import { assertSeed, freshSeed, nextSeed, purposeSeed, uniformStream, type Seed, type Uniform } from '../src/random.js';
 import { checkMask } from '../src/hashing.js';
@@ -71,6 +80,16 @@ export interface SelfAttentionArgs extends LayerArgs, DenseWeightArgs {
    * each and a read-back of a boolean). Default false.
    */
   checkFinite?: boolean;
+  /**
+   * Return the attention weights next to the output: the layer's call then
+   * returns [output [B, T, M], positions int32 [B, H, T, S], weights
+   * [B, H, T, S]] (the functions' {@link AttentionWeights}: per query, the
+   * key positions it saw, ascending, −1 in unused slots, and their weights
+   * combined over rounds, before dropout; `denseAttention` makes [B, H, T, T]).
+   * For inspection: the weights are read back to the host and carry no
+   * gradient. Default false.
+   */
+  returnAttention?: boolean;
 }
 
 /** Arguments of {@link LSHSelfAttention}. */
@@ -99,6 +118,19 @@ export interface LSHSelfAttentionArgs extends SelfAttentionArgs {
    * of a model. Default false.
    */
   oneChunkPerRound?: boolean;
+  /**
+   * At or below this input length T, compute exact attention
+   * (`fullAttention`: the same logits and masks over all T keys), which is
+   * faster there than LSH attention; 0 turns it off (always LSH). Not used
+   * in exact mode (oneChunkPerRound). Default
+   * {@link DEFAULT_FULL_ATTENTION_THRESHOLD} (1024: the crossover measured on
+   * wasm, B=1 H=8 D=64 R=4 C=64; see the README).
+   */
+  fullAttentionThreshold?: number;
+  /** false: count a key a query sees several times once (reformer-pytorch's `allow_duplicate_attention=False`; see `lshAttention`). Default true. */
+  allowDuplicateAttention?: boolean;
+  /** false: a query attends only to keys of its own bucket in that round (`attend_across_buckets=False`). Default true. */
+  attendAcrossBuckets?: boolean;
 }
 
 /** Per-call settings the layers expose for recomputation (reversible blocks). */
@@ -126,6 +158,8 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
   readonly seed: Seed;
   readonly memoryLimitBytes: number | undefined;
   readonly checkFinite: boolean;
+  /** See {@link SelfAttentionArgs.returnAttention}. */
+  readonly returnAttention: boolean;
   /** The stream of per-step seeds in training. */
   protected readonly trainingStream: Uniform;
   protected headDim = 0;
@@ -148,6 +182,8 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
     if (args.memoryLimitBytes !== undefined) assertMemoryLimit(who, args.memoryLimitBytes);
     this.checkFinite = args.checkFinite ?? false;
     assertBoolean(who, 'checkFinite', this.checkFinite);
+    this.returnAttention = args.returnAttention ?? false;
+    assertBoolean(who, 'returnAttention', this.returnAttention);
     this.dropout = args.dropout ?? 0;
     assertRate(who, 'dropout', this.dropout);
     this.useBias = args.useBias ?? true;
@@ -202,17 +238,22 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
     this.built = true;
   }
 
-  override computeOutputShape(inputShape: Shape | Shape[]): Shape {
-    return SelfAttentionBase.dataShape(inputShape).slice();
+  override computeOutputShape(inputShape: Shape | Shape[]): Shape | Shape[] {
+    const shape = SelfAttentionBase.dataShape(inputShape).slice();
+    if (!this.returnAttention) return shape;
+    // [B, T, M], and positions and weights [B, H, T, S] (S depends on T and the attention).
+    const attention = [shape[0], this.numHeads, shape[1], null];
+    return [shape, attention, attention.slice()];
   }
 
   /** The output keeps the input's padding mask (the propagated one, or the mask input). */
-  override computeMask(inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor {
+  override computeMask(inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor | tf.Tensor[] {
     const given = Array.isArray(mask) ? mask[0] : mask;
     // A bool copy of the mask input: tfjs-layers disposes output masks, so never return the caller's tensor.
     const maskInput = Array.isArray(inputs) && inputs.length > 1 ? tf.cast(inputs[1], 'bool') : null;
     // tfjs-layers accepts null for "no mask"; its type says Tensor.
-    return (given ?? maskInput) as tf.Tensor;
+    const outputMask = (given ?? maskInput) as tf.Tensor;
+    return this.returnAttention ? ([outputMask, null, null] as unknown as tf.Tensor[]) : outputMask;
   }
 
   /** Projects [B·T, M] → [B, H, T, D]. */
@@ -232,11 +273,13 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
     return propagated ? (tf.cast(propagated, 'float32') as tf.Tensor2D) : null;
   }
 
-  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor | tf.Tensor[] {
     return tf.tidy(() => {
       const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor3D;
       const mask = SelfAttentionBase.paddingMask(inputs, kwargs);
-      return this.attendModel(x, mask, { training: kwargs.training === true });
+      if (!this.returnAttention) return this.attendModel(x, mask, { training: kwargs.training === true });
+      const { output, attention } = this.attendModelWithAttention(x, mask, { training: kwargs.training === true });
+      return [output, attention.positions, attention.weights];
     });
   }
 
@@ -248,6 +291,27 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
    * @returns [B, T, M]
    */
   attendModel(x: tf.Tensor3D, mask: tf.Tensor2D | null, options: AttendOptions = {}): tf.Tensor3D {
+    return this.runModel(x, mask, options, false).output;
+  }
+
+  /**
+   * {@link attendModel}, also returning the attention weights of every head
+   * (see {@link SelfAttentionArgs.returnAttention}), whatever the layer's
+   * `returnAttention`.
+   *
+   * @returns output [B, T, M]; attention positions int32 and weights [B, H, T, S].
+   */
+  attendModelWithAttention(x: tf.Tensor3D, mask: tf.Tensor2D | null, options: AttendOptions = {}): { output: tf.Tensor3D; attention: AttentionWeights } {
+    const { output, attention } = this.runModel(x, mask, options, true);
+    return { output, attention: attention as AttentionWeights };
+  }
+
+  private runModel(
+    x: tf.Tensor3D,
+    mask: tf.Tensor2D | null,
+    options: AttendOptions,
+    withAttention: boolean,
+  ): { output: tf.Tensor3D; attention: AttentionWeights | null } {
     const who = this.getClassName();
     if (!this.built || this.qkKernel === null || this.vKernel === null || this.outKernel === null) {
       throw new Error(`${who}: the layer is not built; call it on an input (or apply it in a model) first`);
@@ -263,18 +327,74 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
     if (mask !== null) checkMask(who, mask, batch, length, 'the padding mask');
     if (this.checkFinite) assertFinite(who, 'the input', x, 'find where it comes from (the previous layer, or the data)');
     // An empty batch (or empty sequences): an empty output, without running the projections.
-    if (batch === 0 || length === 0) return tf.zeros([batch, length, modelSize]) as tf.Tensor3D;
-    return tf.tidy(() => {
+    if (batch === 0 || length === 0) {
+      const empty = () => tf.zeros([batch, this.numHeads, length, 0], 'int32') as tf.Tensor4D;
+      const attention = withAttention ? { positions: empty(), weights: tf.zeros([batch, this.numHeads, length, 0]) as tf.Tensor4D } : null;
+      return { output: tf.zeros([batch, length, modelSize]) as tf.Tensor3D, attention };
+    }
+    const result = tf.tidy(() => {
       const x2d = tf.reshape(x, [batch * length, modelSize]) as tf.Tensor2D;
       const qk = this.project(x2d, this.qkKernel as tfl.LayerVariable, this.qkBias, batch, length);
       const v = this.project(x2d, this.vKernel as tfl.LayerVariable, this.vBias, batch, length);
-      const attended = this.attend(qk, v, mask, options); // [B, H, T, D]
+      let attention: AttentionWeights | null = null;
+      let attended: tf.Tensor4D; // [B, H, T, D]
+      if (withAttention) {
+        const both = this.attendWithAttention(qk, v, mask, options);
+        attended = both.output;
+        attention = both.attention;
+      } else {
+        attended = this.attend(qk, v, mask, options);
+      }
+      const merged = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [batch * length, this.numHeads * this.headDim]);
+      let y: tf.Tensor = matMul2d(merged as tf.Tensor2D, (this.outKernel as tfl.LayerVariable).read() as tf.Tensor2D);
+      if (this.outBias) y = tf.add(y, this.outBias.read());
+      const output = tf.reshape(y, [batch, length, modelSize]) as tf.Tensor3D;
+      return attention ? { output, positions: attention.positions, weights: attention.weights } : { output };
+    });
+    const attention = result.positions && result.weights ? { positions: result.positions, weights: result.weights } : null;
+    return { output: result.output, attention };
+  }
+
+  /**
+   * The layer's input projections, for code that runs the attention itself
+   * (cached generation): x [B, T, M] → shared query/key vectors and values,
+   * each [B, H, T, D].
+   */
+  projectInputs(x: tf.Tensor3D): { qk: tf.Tensor4D; v: tf.Tensor4D } {
+    if (!this.built || this.qkKernel === null || this.vKernel === null) {
+      throw new Error(`${this.getClassName()}: the layer is not built; call it on an input (or apply it in a model) first`);
+    }
+    const [batch, length, modelSize] = x.shape;
+    return tf.tidy(() => {
+      const x2d = tf.reshape(x, [batch * length, modelSize]) as tf.Tensor2D;
+      return {
+        qk: this.project(x2d, this.qkKernel as tfl.LayerVariable, this.qkBias, batch, length),
+        v: this.project(x2d, this.vKernel as tfl.LayerVariable, this.vBias, batch, length),
+      };
+    });
+  }
+
+  /** The layer's output projection: attended heads [B, H, T, D] → [B, T, M]. */
+  projectOutput(attended: tf.Tensor4D): tf.Tensor3D {
+    if (!this.built || this.outKernel === null) {
+      throw new Error(`${this.getClassName()}: the layer is not built; call it on an input (or apply it in a model) first`);
+    }
+    const [batch, , length] = attended.shape;
+    const modelSize = this.outKernel.shape[1] as number;
+    return tf.tidy(() => {
       const merged = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [batch * length, this.numHeads * this.headDim]);
       let y: tf.Tensor = matMul2d(merged as tf.Tensor2D, (this.outKernel as tfl.LayerVariable).read() as tf.Tensor2D);
       if (this.outBias) y = tf.add(y, this.outBias.read());
       return tf.reshape(y, [batch, length, modelSize]) as tf.Tensor3D;
     });
   }
+
+  /**
+   * The attention of heads with its weights: qk, v [B, H, T, D] →
+   * { output [B, H, T, D], attention [B, H, T, S] }; positions ≥ T (the
+   * layer's own padding) are left out.
+   */
+  protected abstract attendWithAttention(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions): AttentionResult;
 
   /** The per-call seed: the next from the training stream, unless given. */
   protected callSeed(options: AttendOptions): number {
@@ -299,6 +419,7 @@ export abstract class SelfAttentionBase extends tfl.layers.Layer {
     if (this.headDimArg !== undefined) config.headDim = this.headDimArg;
     if (this.memoryLimitBytes !== undefined) config.memoryLimitBytes = this.memoryLimitBytes;
     if (this.checkFinite) config.checkFinite = true;
+    if (this.returnAttention) config.returnAttention = true;
     return { ...super.getConfig(), ...config };
   }
 }
@@ -331,6 +452,10 @@ export class LSHSelfAttention extends SelfAttentionBase {
   readonly hashFamily: HashFamilyName;
   /** Exact mode: one chunk per round (see {@link LSHSelfAttentionArgs.oneChunkPerRound}). */
   readonly oneChunkPerRound: boolean;
+  /** Exact attention at or below this length (see {@link LSHSelfAttentionArgs.fullAttentionThreshold}). */
+  readonly fullAttentionThreshold: number;
+  readonly allowDuplicateAttention: boolean;
+  readonly attendAcrossBuckets: boolean;
 
   constructor(args: LSHSelfAttentionArgs = {}) {
     // The subclass's name (LSHMultiHeadAttention) in messages when it is one.
@@ -344,6 +469,12 @@ export class LSHSelfAttention extends SelfAttentionBase {
     this.hashFamily = args.hashFamily ?? 'rotation';
     this.oneChunkPerRound = args.oneChunkPerRound ?? false;
     assertBoolean(who, 'oneChunkPerRound', this.oneChunkPerRound);
+    this.fullAttentionThreshold = args.fullAttentionThreshold ?? DEFAULT_FULL_ATTENTION_THRESHOLD;
+    assertNonNegativeInteger(who, 'fullAttentionThreshold', this.fullAttentionThreshold);
+    this.allowDuplicateAttention = args.allowDuplicateAttention ?? true;
+    assertBoolean(who, 'allowDuplicateAttention', this.allowDuplicateAttention);
+    this.attendAcrossBuckets = args.attendAcrossBuckets ?? true;
+    assertBoolean(who, 'attendAcrossBuckets', this.attendAcrossBuckets);
     assertPositiveInteger(who, 'nHashes', this.nHashes);
     assertPositiveInteger(who, 'chunkLength', this.chunkLength);
     assertNonNegativeInteger(who, 'numChunksBefore', this.numChunksBefore);
@@ -369,8 +500,34 @@ export class LSHSelfAttention extends SelfAttentionBase {
     });
   }
 
+  /** Whether a call of length T computes exact attention (at or below fullAttentionThreshold, outside exact mode). */
+  usesFullAttention(length: number): boolean {
+    return !this.oneChunkPerRound && length <= this.fullAttentionThreshold;
+  }
+
   protected attend(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions): tf.Tensor4D {
+    return this.run(qk, v, mask, options, false).output;
+  }
+
+  protected attendWithAttention(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions): AttentionResult {
+    const { output, attention } = this.run(qk, v, mask, options, true);
+    return { output, attention: attention as AttentionWeights };
+  }
+
+  private run(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions, withAttention: boolean): { output: tf.Tensor4D; attention: AttentionWeights | null } {
     const [batch, , length, dim] = qk.shape;
+    if (this.usesFullAttention(length)) {
+      const training = options.training === true;
+      const fullOptions = {
+        causal: options.causal ?? this.causal,
+        mask: mask ?? undefined,
+        dropout: training ? this.dropout : 0,
+        dropoutSeed: training ? this.callSeed(options) : undefined,
+        memoryLimitBytes: this.memoryLimitBytes,
+        checkFinite: this.checkFinite,
+      };
+      return withAttention ? fullAttention(qk, v, { ...fullOptions, returnAttention: true }) : { output: fullAttention(qk, v, fullOptions), attention: null };
+    }
     const chunkLength = this.chunkLengthFor(length);
     const padded = validLength(length, this.nHashes, chunkLength); // = T in exact mode
     const extra = padded - length;
@@ -392,7 +549,7 @@ export class LSHSelfAttention extends SelfAttentionBase {
       hashFamily: this.hashFamily,
       seed: seed === undefined ? purposeSeed(this.seed, 'inference') : purposeSeed(seed, 'rotations'),
     });
-    const out = lshAttention(qk, v, {
+    const lshOptions = {
       rotations,
       nBuckets,
       chunkLength,
@@ -405,12 +562,20 @@ export class LSHSelfAttention extends SelfAttentionBase {
       dropoutSeed: seed,
       memoryLimitBytes: this.memoryLimitBytes,
       checkFinite: this.checkFinite,
-    });
-    return extra > 0 ? (tf.slice(out, [0, 0, 0, 0], [-1, -1, length, -1]) as tf.Tensor4D) : out;
+      allowDuplicateAttention: this.allowDuplicateAttention,
+      attendAcrossBuckets: this.attendAcrossBuckets,
+    };
+    if (!withAttention) {
+      const out = lshAttention(qk, v, lshOptions);
+      return { output: extra > 0 ? (tf.slice(out, [0, 0, 0, 0], [-1, -1, length, -1]) as tf.Tensor4D) : out, attention: null };
+    }
+    const result = lshAttention(qk, v, { ...lshOptions, returnAttention: true });
+    return extra > 0 ? stripPadding(result, length) : result;
   }
 
   override getConfig(): tf.serialization.ConfigDict {
     const config: tf.serialization.ConfigDict = {
+      fullAttentionThreshold: this.fullAttentionThreshold,
       nHashes: this.nHashes,
       chunkLength: this.chunkLength,
       numChunksBefore: this.numChunksBefore,
@@ -419,6 +584,8 @@ export class LSHSelfAttention extends SelfAttentionBase {
     };
     if (this.nBuckets !== undefined) config.nBuckets = this.nBuckets;
     if (this.oneChunkPerRound) config.oneChunkPerRound = true;
+    if (!this.allowDuplicateAttention) config.allowDuplicateAttention = false;
+    if (!this.attendAcrossBuckets) config.attendAcrossBuckets = false;
     return { ...super.getConfig(), ...config };
   }
 }
@@ -435,19 +602,143 @@ export class FullSelfAttention extends SelfAttentionBase {
     super(args, new.target.className);
   }
 
-  protected attend(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions): tf.Tensor4D {
+  private options(options: AttendOptions, mask: tf.Tensor2D | null) {
     const training = options.training === true;
-    return fullAttention(qk, v, {
+    return {
       causal: options.causal ?? this.causal,
       mask: mask ?? undefined,
       dropout: training ? this.dropout : 0,
       dropoutSeed: training ? this.callSeed(options) : undefined,
       memoryLimitBytes: this.memoryLimitBytes,
       checkFinite: this.checkFinite,
-    });
+    };
+  }
+
+  protected attend(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions): tf.Tensor4D {
+    return fullAttention(qk, v, this.options(options, mask));
+  }
+
+  protected attendWithAttention(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions): AttentionResult {
+    return fullAttention(qk, v, { ...this.options(options, mask), returnAttention: true });
   }
 }
 tf.serialization.registerClass(FullSelfAttention);
+
+/** Arguments of {@link LocalSelfAttention}. */
+export interface LocalSelfAttentionArgs extends SelfAttentionArgs {
+  /** C, the chunk length. Default 64. */
+  chunkLength?: number;
+  /** Chunks before its own that each chunk attends to (none before the first). Default 1. */
+  numChunksBefore?: number;
+  /** Chunks after its own that each chunk attends to (none after the last). Default 0. */
+  numChunksAfter?: number;
+}
+
+/**
+ * Local self-attention as a layer (`localAttention`): positions in order are
+ * cut into chunks of C, each attending to itself and its neighbours, at
+ * O(T·C) cost. The same weights and interface as {@link LSHSelfAttention}
+ * (shared QK, V and output projections), so the two can be mixed in a model
+ * (`reformerLM({ attention: ['local', 'lsh'] })`). T need not be a multiple
+ * of C: the layer pads (masking the padding) and strips it again.
+ *
+ * ```ts
+ * const layer = localSelfAttention({ numHeads: 4, chunkLength: 64, numChunksBefore: 1, causal: true, seed: 1 });
+ * ```
+ */
+export class LocalSelfAttention extends SelfAttentionBase {
+  static className = 'LocalSelfAttention';
+  readonly chunkLength: number;
+  readonly numChunksBefore: number;
+  readonly numChunksAfter: number;
+
+  constructor(args: LocalSelfAttentionArgs = {}) {
+    super(args, new.target.className);
+    const who = this.getClassName();
+    this.chunkLength = args.chunkLength ?? 64;
+    this.numChunksBefore = args.numChunksBefore ?? 1;
+    this.numChunksAfter = args.numChunksAfter ?? 0;
+    assertPositiveInteger(who, 'chunkLength', this.chunkLength);
+    assertNonNegativeInteger(who, 'numChunksBefore', this.numChunksBefore);
+    assertNonNegativeInteger(who, 'numChunksAfter', this.numChunksAfter);
+  }
+
+  protected attend(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions): tf.Tensor4D {
+    return this.run(qk, v, mask, options, false).output;
+  }
+
+  protected attendWithAttention(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions): AttentionResult {
+    const { output, attention } = this.run(qk, v, mask, options, true);
+    return { output, attention: attention as AttentionWeights };
+  }
+
+  private run(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions, withAttention: boolean): { output: tf.Tensor4D; attention: AttentionWeights | null } {
+    const [batch, , length] = qk.shape;
+    const padded = Math.ceil(length / this.chunkLength) * this.chunkLength;
+    const extra = padded - length;
+    let paddedMask = mask;
+    if (extra > 0) {
+      const pad4: Array<[number, number]> = [[0, 0], [0, 0], [0, extra], [0, 0]];
+      qk = tf.pad(qk, pad4);
+      v = tf.pad(v, pad4);
+      paddedMask = tf.pad(mask ?? tf.ones([batch, length]), [[0, 0], [0, extra]]) as tf.Tensor2D;
+    }
+    const training = options.training === true;
+    const localOptions = {
+      chunkLength: this.chunkLength,
+      numChunksBefore: this.numChunksBefore,
+      numChunksAfter: this.numChunksAfter,
+      causal: options.causal ?? this.causal,
+      mask: paddedMask ?? undefined,
+      dropout: training ? this.dropout : 0,
+      dropoutSeed: training ? this.callSeed(options) : undefined,
+      memoryLimitBytes: this.memoryLimitBytes,
+      checkFinite: this.checkFinite,
+    };
+    if (!withAttention) {
+      const out = localAttention(qk, v, localOptions);
+      return { output: extra > 0 ? (tf.slice(out, [0, 0, 0, 0], [-1, -1, length, -1]) as tf.Tensor4D) : out, attention: null };
+    }
+    const result = localAttention(qk, v, { ...localOptions, returnAttention: true });
+    return extra > 0 ? stripPadding(result, length) : result;
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    const config: tf.serialization.ConfigDict = {
+      chunkLength: this.chunkLength,
+      numChunksBefore: this.numChunksBefore,
+      numChunksAfter: this.numChunksAfter,
+    };
+    return { ...super.getConfig(), ...config };
+  }
+}
+tf.serialization.registerClass(LocalSelfAttention);
+
+/** Creates a {@link LocalSelfAttention} layer. */
+export function localSelfAttention(args: LocalSelfAttentionArgs = {}): LocalSelfAttention {
+  return new LocalSelfAttention(args);
+}
+
+/**
+ * Strips a layer's own padding from a result of length T' > T: the output's
+ * and the attention's query rows past T, and keys past T (padding: weight 0)
+ * become unused slots (−1, 0). Keys are ascending, so those slots stay last.
+ */
+function stripPadding(result: AttentionResult, length: number): { output: tf.Tensor4D; attention: AttentionWeights } {
+  return tf.tidy(() => {
+    const rows = (x: tf.Tensor4D) => tf.slice(x, [0, 0, 0, 0], [-1, -1, length, -1]) as tf.Tensor4D;
+    const positions = rows(result.attention.positions);
+    const weights = rows(result.attention.weights);
+    const outside = tf.greaterEqual(positions, length);
+    return {
+      output: rows(result.output),
+      attention: {
+        positions: tf.where(outside, tf.fill(positions.shape, -1, 'int32'), positions) as tf.Tensor4D,
+        weights: tf.where(outside, tf.zerosLike(weights), weights) as tf.Tensor4D,
+      },
+    };
+  });
+}
 
 /** Creates an {@link LSHSelfAttention} layer (as `tf.layers.dense` creates `Dense`). */
 export function lshSelfAttention(args: LSHSelfAttentionArgs = {}): LSHSelfAttention {

@@ -82,6 +82,14 @@ export interface AttentionOptions {
 /** Options of {@link lshAttention}. */
 export interface LSHAttentionOptions extends AttentionOptions {
   /**
+   * At or below this length T, compute exact attention ({@link fullAttention}:
+   * the same logits and masks over all T keys) instead, where it is the
+   * faster of the two. 0 turns it off. Default 0 here (the function computes
+   * what it is asked); the LSHSelfAttention layer's default is
+   * {@link DEFAULT_FULL_ATTENTION_THRESHOLD}.
+   */
+  fullAttentionThreshold?: number;
+  /**
    * K buckets (even), or factors [K1, K2, …] with K = Π Ki. Default: from
    * `rotations` when given, else 2·T/C rounded to even, factorised above 128.
    */
@@ -113,6 +121,29 @@ export interface LSHAttentionOptions extends AttentionOptions {
    * {@link BLOCK_LOGITS} (1M, 4 MiB per tensor).
    */
   blockLogits?: number;
+  /**
+   * false: a key that a query sees several times is counted once, by
+   * subtracting log(count + 1e-9) from every logit of it (after the masks),
+   * as reformer-pytorch's and trax's `allow_duplicate_attention=False` do.
+   * The count of (query position q, key position k) is, as there, the number
+   * of rounds r in which k's round-r item lies in the window of q's round-r
+   * item (the same chunk, or one of the chunks the window reaches; with
+   * `attendAcrossBuckets: false` also in the same bucket). An appearance
+   * across a round boundary (a chunk's look-back reaching the previous
+   * round's last chunk) is counted only through that rule, so when the pair
+   * never meets within one round its count is 0 and its logit is raised by
+   * log(1e9) ≈ 20.7: reformer-pytorch's and trax's behaviour, kept so results
+   * compare. Costs an extra [n, C, L] tensor per block and O(R) host work
+   * per logit. Default true (the design's default: duplicates count).
+   */
+  allowDuplicateAttention?: boolean;
+  /**
+   * false: a query attends only to keys of its own bucket in the same round
+   * (other keys of its window are masked as padding is, −1e9, which also
+   * masks its own position's item of another round), as reformer-pytorch's
+   * `attend_across_buckets=False`. Default true.
+   */
+  attendAcrossBuckets?: boolean;
 }
 
 /** The settings {@link lshAttention} resolves from its options and input shape. */
@@ -126,7 +157,21 @@ export interface ResolvedLSHSettings {
   numChunksAfter: number;
   hashFamily: HashFamilyName;
   blockLogits: number;
+  /** See {@link LSHAttentionOptions.allowDuplicateAttention}. */
+  allowDuplicateAttention: boolean;
+  /** See {@link LSHAttentionOptions.attendAcrossBuckets}. */
+  attendAcrossBuckets: boolean;
 }
+
+/**
+ * The LSHSelfAttention layer's default `fullAttentionThreshold`: at or below
+ * this length it computes exact attention. The forward crossover measured on
+ * wasm with `npm run bench:crossover` (B=1, H=8, D=64, R=4, C=64): full
+ * attention faster up to T=1024, LSH from 1280; with the backward pass the
+ * crossover was lower, between 768 and 1024 (README, "Exact attention when
+ * short"; bench/results/crossover-wasm*.md).
+ */
+export const DEFAULT_FULL_ATTENTION_THRESHOLD = 1024;
 
 /** Default chunk length (design §9). */
 export const DEFAULT_CHUNK_LENGTH = 64;
@@ -159,7 +204,16 @@ export function resolveLSHSettings(
   dim: number,
   options: Pick<
     LSHAttentionOptions,
-    'nBuckets' | 'nHashes' | 'chunkLength' | 'numChunksBefore' | 'numChunksAfter' | 'rotations' | 'hashFamily' | 'blockLogits'
+    | 'nBuckets'
+    | 'nHashes'
+    | 'chunkLength'
+    | 'numChunksBefore'
+    | 'numChunksAfter'
+    | 'rotations'
+    | 'hashFamily'
+    | 'blockLogits'
+    | 'allowDuplicateAttention'
+    | 'attendAcrossBuckets'
   >,
 ): ResolvedLSHSettings {
   if (options === null || typeof options !== 'object') {
@@ -175,6 +229,10 @@ export function resolveLSHSettings(
   assertOneOf(who, 'hashFamily', hashFamily, HASH_FAMILIES);
   const blockLogits = options.blockLogits ?? BLOCK_LOGITS;
   assertPositiveInteger(who, 'blockLogits', blockLogits);
+  const allowDuplicateAttention = options.allowDuplicateAttention ?? true;
+  assertBoolean(who, 'allowDuplicateAttention', allowDuplicateAttention);
+  const attendAcrossBuckets = options.attendAcrossBuckets ?? true;
+  assertBoolean(who, 'attendAcrossBuckets', attendAcrossBuckets);
   const rotations = options.rotations;
   if (rotations !== undefined) {
     assertRank(who, 'rotations', rotations, 3, '[D, R, K/2]');
@@ -228,7 +286,7 @@ export function resolveLSHSettings(
     numChunksBefore = Math.min(numChunksBefore, numChunks - 1);
     numChunksAfter = numChunks - 1 - numChunksBefore;
   }
-  return { nHashes, nBuckets, chunkLength, numChunksBefore, numChunksAfter, hashFamily, blockLogits };
+  return { nHashes, nBuckets, chunkLength, numChunksBefore, numChunksAfter, hashFamily, blockLogits, allowDuplicateAttention, attendAcrossBuckets };
 }
 
 /** What {@link checkInputs} returns: the sizes and the mask's values (read once). */
@@ -368,7 +426,8 @@ export function lshAttentionMemory(shape: AttentionShape, settings: ResolvedLSHS
   const batchGroups = Math.min(plan.groupsPerBatch, groups);
   const blockChunks = Math.min(plan.chunksPerBlock, numChunks) * batchGroups;
   const softmaxExtra = tf.getBackend() === 'wasm' ? 0 : 4;
-  const dropoutExtra = 4;
+  // Dropout's scales; the duplicate correction's bias and biased logits.
+  const dropoutExtra = 4 + (settings.allowDuplicateAttention === false ? 2 : 0);
   const hashing =
     4 * shape.dim * settings.nHashes * rotationColumns(settings.nBuckets, settings.hashFamily) + // rotations
     estimateHashBytes(groups * shape.length, shape.dim, settings.nHashes, settings.nBuckets, settings.hashFamily);
@@ -421,11 +480,15 @@ export function estimateFullAttentionBytes(
 interface HostSort {
   /** sorted[g·R·T + p] = the item (r·T + i) at sorted place p of group g. */
   sorted: Int32Array;
+  /** undo[g·R·T + t] = the sorted place of item t of group g (the inverse of `sorted`). */
+  undo: Int32Array;
+  /** buckets[g·R·T + t] = the bucket of item t (padding: K); kept only when `attendAcrossBuckets` is false. */
+  buckets: Int32Array | null;
   /** [B·T] padding mask (1 keep, 0 pad), or null. */
   padding: Float32Array | Int32Array | Uint8Array | null;
 }
 
-/** Sizes a block of chunks is built from. */
+/** Sizes a block of chunks is built from, and the rules of its masks. */
 interface BlockDims {
   heads: number;
   length: number;
@@ -435,6 +498,16 @@ interface BlockDims {
   chunkLength: number;
   before: number;
   after: number;
+  /**
+   * Local attention: chunks are positions in order and a window does not
+   * roll over the ends (a neighbour outside [0, N) is masked), instead of
+   * LSH's rolling over the whole flattened axis.
+   */
+  local: boolean;
+  /** See {@link LSHAttentionOptions.allowDuplicateAttention}. */
+  allowDuplicates: boolean;
+  /** See {@link LSHAttentionOptions.attendAcrossBuckets}. */
+  acrossBuckets: boolean;
 }
 
 /** Index and mask arrays of one block of chunks (see {@link buildBlock}). */
@@ -447,26 +520,46 @@ interface Block {
   keyRows: Int32Array;
   /** [n·C·L]: 0 where a logit is kept, else the logit that replaces it. */
   fill: Float32Array;
+  /** [n·C·L]: added to the kept logits (the duplicate correction, −log count), or null when there is none. */
+  bias: Float32Array | null;
   /** [n·C]: 1 where the query keeps at least one logit, else 0 (every logit of its row replaced). */
   queryKept: Float32Array;
+  /** [n·L]: 1 where the key slot is in the sequence, 0 for local attention's neighbours past the ends; null when all are. */
+  keyInside: Uint8Array | null;
 }
+
+/** Added to a duplicate count before its log, as reformer-pytorch and trax do (a count of 0 gives +20.7). */
+const DUPLICATE_COUNT_EPSILON = 1e-9;
 
 /**
  * Index and mask arrays of one block of chunks (built on the host: integer
  * work, no gradient, and much cheaper there than as broadcast tensor ops).
+ * Masks, in the order reformer-pytorch applies them (a later rule wins):
+ * padded key or causal future → −1e9; the query's own position → −1e5;
+ * with `acrossBuckets` false, a key of another (round, bucket) → −1e9; with
+ * `allowDuplicates` false, −log(count + 1e-9) is then added to every logit;
+ * with `local`, a neighbour chunk outside the sequence → −1e9.
  */
 function buildBlock(host: HostSort, dims: BlockDims, chunks: Array<[number, number]>, causal: boolean): Block {
-  const { heads, length, nHashes, items, numChunks, chunkLength, before, after } = dims;
+  const { heads, length, nHashes, items, numChunks, chunkLength, before, after, local, allowDuplicates, acrossBuckets } = dims;
   const window = chunkLength * (1 + before + after);
   const count = chunks.length;
   const queryRows = new Int32Array(count * chunkLength);
   const queryItems = new Int32Array(count * chunkLength);
   const keyRows = new Int32Array(count * window);
   const fill = new Float32Array(count * chunkLength * window);
+  const bias = allowDuplicates ? null : new Float32Array(count * chunkLength * window);
   const queryKept = new Float32Array(count * chunkLength);
   const queryPositions = new Int32Array(chunkLength);
+  const queryItemIds = new Int32Array(chunkLength);
   const keyPositions = new Int32Array(window);
+  const keyItemIds = new Int32Array(window);
   const keyPadded = new Uint8Array(window);
+  const keyOutside = new Uint8Array(window);
+  const keyInside = local ? new Uint8Array(count * window) : null;
+  // Which chunk distances (query chunk − key chunk, mod N) a window spans, for the duplicate counts.
+  const inWindow = new Uint8Array(Math.max(1, numChunks));
+  for (let shift = -before; shift <= after; shift++) inWindow[(((-shift) % numChunks) + numChunks) % numChunks] = 1;
   for (let n = 0; n < count; n++) {
     const [group, chunk] = chunks[n];
     const sortedBase = group * items;
@@ -476,15 +569,21 @@ function buildBlock(host: HostSort, dims: BlockDims, chunks: Array<[number, numb
       const item = host.sorted[sortedBase + chunk * chunkLength + c]; // r·T + i
       const position = item % length;
       queryPositions[c] = position;
+      queryItemIds[c] = item;
       queryRows[n * chunkLength + c] = rowBase + position;
       queryItems[n * chunkLength + c] = (rowBase + position) * nHashes + Math.floor(item / length);
     }
     let l = 0;
     for (let shift = -before; shift <= after; shift++) {
+      const outside = local && (chunk + shift < 0 || chunk + shift >= numChunks);
       const neighbour = (((chunk + shift) % numChunks) + numChunks) % numChunks;
       for (let c = 0; c < chunkLength; c++, l++) {
-        const position = host.sorted[sortedBase + neighbour * chunkLength + c] % length;
+        const item = host.sorted[sortedBase + neighbour * chunkLength + c];
+        const position = item % length;
         keyPositions[l] = position;
+        keyItemIds[l] = item;
+        keyOutside[l] = outside ? 1 : 0;
+        if (keyInside !== null) keyInside[n * window + l] = outside ? 0 : 1;
         keyPadded[l] = host.padding !== null && host.padding[maskBase + position] === 0 ? 1 : 0;
         keyRows[n * window + l] = rowBase + position;
       }
@@ -492,21 +591,43 @@ function buildBlock(host: HostSort, dims: BlockDims, chunks: Array<[number, numb
     let offset = n * chunkLength * window;
     for (let c = 0; c < chunkLength; c++) {
       const query = queryPositions[c];
+      const queryItem = queryItemIds[c];
       let kept = 0;
       for (let k = 0; k < window; k++, offset++) {
         const key = keyPositions[k];
-        if (key === query) {
+        if (keyOutside[k] === 1) {
+          fill[offset] = MASKED_LOGIT;
+        } else if (
+          !acrossBuckets &&
+          (Math.floor(keyItemIds[k] / length) !== Math.floor(queryItem / length) ||
+            (host.buckets as Int32Array)[sortedBase + keyItemIds[k]] !== (host.buckets as Int32Array)[sortedBase + queryItem])
+        ) {
+          fill[offset] = MASKED_LOGIT;
+        } else if (key === query) {
           fill[offset] = SELF_ATTENTION_LOGIT;
         } else if (keyPadded[k] === 1 || (causal && key > query)) {
           fill[offset] = MASKED_LOGIT;
         } else {
           kept = 1;
         }
+        if (bias !== null) {
+          // The rounds in which the key's item lies in the window of the query's item (and its bucket).
+          let seen = 0;
+          for (let r = 0; r < nHashes; r++) {
+            const queryAt = host.undo[sortedBase + r * length + query];
+            const keyAt = host.undo[sortedBase + r * length + key];
+            const distance = (((Math.floor(queryAt / chunkLength) - Math.floor(keyAt / chunkLength)) % numChunks) + numChunks) % numChunks;
+            if (inWindow[distance] === 1 && (acrossBuckets || (host.buckets as Int32Array)[sortedBase + r * length + query] === (host.buckets as Int32Array)[sortedBase + r * length + key])) seen++;
+          }
+          const correction = Math.log(seen + DUPLICATE_COUNT_EPSILON);
+          if (fill[offset] === 0) bias[offset] = -correction;
+          else fill[offset] -= correction; // still not 0: a replaced logit stays replaced
+        }
       }
       queryKept[n * chunkLength + c] = kept;
     }
   }
-  return { queryRows, queryItems, keyRows, fill, queryKept };
+  return { queryRows, queryItems, keyRows, fill, bias, queryKept, keyInside };
 }
 
 /**
@@ -550,11 +671,20 @@ interface LSHPass {
   dropout: number;
   /** Seed of block 0's dropout mask (block b uses dropoutSeed + b). */
   dropoutSeed: number;
+  /** With `returnAttention`: every block's weights (before dropout), read back in the forward pass. */
+  collect: { blocks: Array<{ block: Block; weights: Float32Array }> } | null;
 }
 
 /** The dropout scales of a block (0 or 1 / (1 − rate)), the same in both passes. */
 function dropoutScales(pass: LSHPass, blockIndex: number, shape: [number, number, number]): tf.Tensor3D {
   return tf.dropout(tf.ones(shape), pass.dropout, undefined, pass.dropoutSeed + blockIndex) as tf.Tensor3D;
+}
+
+/** A block's logits Q·Kᵀ [n, C, L], plus the duplicate correction when there is one (a constant: no gradient of its own). */
+function blockLogits(block: Block, queries: tf.Tensor3D, keys: tf.Tensor3D, count: number, chunkLength: number, window: number): tf.Tensor3D {
+  // Many small products: batchMatMul (our SIMD kernel on wasm, tf.matMul elsewhere).
+  const logits = batchMatMul(queries, keys, false, true);
+  return block.bias === null ? logits : (tf.add(logits, tf.tensor3d(block.bias, [count, chunkLength, window])) as tf.Tensor3D);
 }
 
 /** One block's queries, normalised keys and values, gathered from the input rows. */
@@ -592,10 +722,10 @@ function lshForward(pass: LSHPass, qkRows: tf.Tensor2D, vRows: tf.Tensor2D): { o
       const [blockOut, blockStat] = tf.tidy(() => {
         const count = chunks.length;
         const { queries, keys, values } = gatherBlock(pass, block, count, qkRows, vRows);
-        // Many small products: batchMatMul (our SIMD kernel on wasm, tf.matMul elsewhere).
-        const logits = batchMatMul(queries, keys, false, true); // [n, C, L]
+        const logits = blockLogits(block, queries, keys, count, chunkLength, pass.window); // [n, C, L]
         // Masks and softmax in one kernel on wasm (plain tf ops elsewhere): fill replaces masked logits.
         const softmax = maskedSoftmax(logits, tf.tensor3d(block.fill, [count, chunkLength, pass.window]));
+        if (pass.collect) pass.collect.blocks.push({ block, weights: softmax.weights.dataSync() as Float32Array });
         const attended = pass.dropout > 0 ? (tf.mul(softmax.weights, dropoutScales(pass, index, [count, chunkLength, pass.window])) as tf.Tensor3D) : softmax.weights;
         const out = batchMatMul(attended, values);
         return [
@@ -677,7 +807,7 @@ function lshBackward(
       const [dQueries, dKeys, dValues] = tf.tidy(() => {
         const { queries, rawKeys, keys, values } = gatherBlock(pass, block, count, qkRows, vRows);
         const fill = tf.tensor3d(block.fill, [count, chunkLength, window]);
-        const { weights } = maskedSoftmax(batchMatMul(queries, keys, false, true), fill); // W [n, C, L]
+        const { weights } = maskedSoftmax(blockLogits(block, queries, keys, count, chunkLength, window), fill); // W [n, C, L]
         const scales = pass.dropout > 0 ? dropoutScales(pass, index, [count, chunkLength, window]) : null;
         const attended = scales ? (tf.mul(weights, scales) as tf.Tensor3D) : weights; // A
         const queryRows = tf.tensor1d(block.queryRows, 'int32');
@@ -738,6 +868,236 @@ function normaliseKeysBackward(x: tf.Tensor, dk: tf.Tensor): tf.Tensor {
   return tf.mul(scale, tf.sub(dk, tf.mul(x, projection)));
 }
 
+/** What the attention functions return next to their output with `returnAttention: true`. */
+export interface AttentionWeights {
+  /**
+   * int32 [B, H, T, S]: per query, the distinct key positions it saw (in any
+   * round's window, masked ones included), ascending; −1 fills unused slots.
+   * S = min(T, R·L) for LSH attention, min(T, L) for local attention, T for
+   * full attention.
+   */
+  positions: tf.Tensor4D;
+  /**
+   * float32 [B, H, T, S]: the weight of each, summed over its appearances and
+   * combined over rounds by the round weights; 0 in unused slots and for
+   * masked keys. Before dropout. A query's weights sum to 1.
+   */
+  weights: tf.Tensor4D;
+}
+
+/** The result of an attention function called with `returnAttention: true`. */
+export interface AttentionResult {
+  /** float32 [B, H, T, Dv]: what the call returns without `returnAttention`. */
+  output: tf.Tensor4D;
+  /** Which keys each query attended to, and with what weight. */
+  attention: AttentionWeights;
+}
+
+/** The option both kinds of call take to return the weights. */
+export interface ReturnAttentionOption {
+  /**
+   * Also return which keys each query attended to and with what weight
+   * ({@link AttentionWeights}): the call then returns `{ output, attention }`.
+   * The weights are read back to the host (one read per block) and carry no
+   * gradient; the output's gradient is as without. For inspection at
+   * moderate T. Default false.
+   */
+  returnAttention?: boolean;
+}
+
+/** Backend bytes of the returned attention weights: positions and weights [B·H·T, S] (int32, float32). */
+function attentionWeightsBytes(queries: number, slots: number): number {
+  return 8 * queries * slots;
+}
+
+/** The bytes above which {@link denseAttention} refuses (4 GiB would not fit wasm anyway). */
+const DENSE_ATTENTION_LIMIT_BYTES = 1 << 30;
+
+/**
+ * The dense form of attention weights: [B, H, T, T], row i holding query i's
+ * weight on every key position (0 where it did not attend). For small T: it
+ * allocates B·H·T² floats (refused above 1 GiB).
+ *
+ * @param attention what a call with `returnAttention: true` returned.
+ * @returns float32 [B, H, T, T]; each row of an unpadded query sums to 1.
+ *
+ * ```ts
+ * const { output, attention } = lshAttention(qk, v, { seed: 1, returnAttention: true });
+ * const matrix = denseAttention(attention); // [B, H, T, T]
+ * ```
+ */
+export function denseAttention(attention: AttentionWeights): tf.Tensor4D {
+  const who = 'denseAttention';
+  if (attention === null || typeof attention !== 'object') {
+    throw new Error(`${who}: expected { positions, weights } from a call with returnAttention: true, got ${describeValue(attention)}`);
+  }
+  const { positions, weights } = attention;
+  assertRank(who, 'attention.positions', positions, 4, '[B, H, T, S]');
+  assertRank(who, 'attention.weights', weights, 4, '[B, H, T, S]');
+  if (positions.dtype !== 'int32') throw new Error(`${who}: attention.positions must be int32, got ${positions.dtype}`);
+  if (positions.shape.some((d, i) => d !== weights.shape[i])) {
+    throw new Error(`${who}: attention.positions ${shapeString(positions.shape)} and attention.weights ${shapeString(weights.shape)} must have the same shape`);
+  }
+  const [batch, heads, length, slots] = positions.shape;
+  const bytes = 4 * batch * heads * length * length;
+  if (bytes > DENSE_ATTENTION_LIMIT_BYTES) {
+    throw new Error(
+      `${who}: a dense [B, H, T, T] = [${batch}, ${heads}, ${length}, ${length}] matrix needs ${formatBytes(bytes)}, more than ` +
+        `${formatBytes(DENSE_ATTENTION_LIMIT_BYTES)}; read the sparse positions and weights instead, or slice a batch element and head first`,
+    );
+  }
+  const at = positions.dataSync();
+  const w = weights.dataSync();
+  const dense = new Float32Array(batch * heads * length * length);
+  for (let q = 0; q < batch * heads * length; q++) {
+    for (let s = 0; s < slots; s++) {
+      const key = at[q * slots + s];
+      if (key < 0) continue;
+      if (key >= length) throw new Error(`${who}: attention.positions holds ${key}, outside [0, T) = [0, ${length}); pass a call's attention unchanged`);
+      dense[q * length + key] += w[q * slots + s];
+    }
+  }
+  return tf.tensor4d(dense, [batch, heads, length, length]);
+}
+
+/**
+ * Turns the collected block weights and round weights into the sparse form:
+ * per query, its distinct keys ascending, weights summed over appearances
+ * and rounds.
+ */
+function assembleAttention(
+  collected: Array<{ block: Block; weights: Float32Array }>,
+  roundWeights: ArrayLike<number>,
+  shape: { batch: number; heads: number; length: number; nHashes: number; chunkLength: number; window: number },
+  slots: number,
+): AttentionWeights {
+  const { batch, heads, length, nHashes, chunkLength, window } = shape;
+  const queries = batch * heads * length;
+  const perQuery = nHashes * window; // every query's R items, each with L keys
+  const keyAt = new Int32Array(queries * perQuery);
+  const weightAt = new Float32Array(queries * perQuery);
+  for (const { block, weights } of collected) {
+    for (let row = 0; row < block.queryItems.length; row++) {
+      const queryItem = block.queryItems[row]; // (g·T + i)·R + r
+      const roundWeight = roundWeights[queryItem];
+      const n = Math.floor(row / chunkLength);
+      const base = queryItem * window;
+      for (let k = 0; k < window; k++) {
+        // A local window's slots past the sequence's ends are no keys (their rows are stand-ins).
+        const inside = block.keyInside === null || block.keyInside[n * window + k] === 1;
+        keyAt[base + k] = inside ? block.keyRows[n * window + k] % length : -1;
+        weightAt[base + k] = weights[row * window + k] * roundWeight;
+      }
+    }
+  }
+  const positions = new Int32Array(queries * slots).fill(-1);
+  const summed = new Float32Array(queries * slots);
+  const slotOf = new Int32Array(length).fill(-1);
+  const seen: number[] = [];
+  const sums = new Float64Array(slots);
+  for (let q = 0; q < queries; q++) {
+    seen.length = 0;
+    for (let e = q * perQuery; e < (q + 1) * perQuery; e++) {
+      const key = keyAt[e];
+      if (key < 0) continue;
+      if (slotOf[key] < 0) {
+        slotOf[key] = seen.length;
+        sums[seen.length] = 0;
+        seen.push(key);
+      }
+      sums[slotOf[key]] += weightAt[e];
+    }
+    const order = seen.map((key, slot) => [key, sums[slot]] as const).sort((a, b) => a[0] - b[0]);
+    order.forEach(([key, weight], s) => {
+      positions[q * slots + s] = key;
+      summed[q * slots + s] = weight;
+    });
+    for (const key of seen) slotOf[key] = -1;
+  }
+  return {
+    positions: tf.tensor4d(positions, [batch, heads, length, slots], 'int32'),
+    weights: tf.tensor4d(summed, [batch, heads, length, slots]),
+  };
+}
+
+/** What one chunked-attention call (LSH or local) runs with. */
+interface ChunkedCall {
+  shape: AttentionShape;
+  dims: BlockDims;
+  blockLogits: number;
+  causal: boolean;
+  dropout: number;
+  dropoutSeed: number;
+  returnAttention: boolean;
+  /** The sort of a call's items (hashing for LSH, positions in order for local attention). */
+  hostSort: (qk: tf.Tensor4D) => HostSort;
+}
+
+/**
+ * The chunk attention both LSH and local attention run: blocks of chunks
+ * attend, un-sort, combine rounds, with the recomputing gradient.
+ */
+function runChunkedAttention(qk: tf.Tensor4D, v: tf.Tensor4D, call: ChunkedCall): { output: tf.Tensor4D; attention: AttentionWeights | null } {
+  const { batch, heads, length, dim, valueDim } = call.shape;
+  const { nHashes, numChunks, chunkLength, before, after } = call.dims;
+  const window = chunkLength * (1 + before + after); // L
+  const groups = batch * heads; // G = B·H
+  let pass: LSHPass | null = null;
+  let roundWeightValues: Float32Array | null = null;
+
+  // Blocks of chunks attend; un-sort; combine rounds — with the recomputing gradient. Inside a
+  // customGrad's forward function nothing is taped: the hashing's matMul keeps nothing either.
+  const attend = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [qkIn, vIn, save] = args as [tf.Tensor4D, tf.Tensor4D, tf.GradSaveFunc];
+    pass = {
+      host: call.hostSort(qkIn),
+      dims: call.dims,
+      plan: planBlocks(numChunks, chunkLength, window, call.blockLogits),
+      groups,
+      window,
+      dim,
+      valueDim,
+      causal: call.causal,
+      dropout: call.dropout,
+      dropoutSeed: call.dropoutSeed,
+      collect: call.returnAttention ? { blocks: [] } : null,
+    };
+    const qkRows = tf.reshape(qkIn, [groups * length, dim]) as tf.Tensor2D;
+    const vRows = tf.reshape(vIn, [groups * length, valueDim]) as tf.Tensor2D;
+    const { output, roundWeights } = lshForward(pass, qkRows, vRows);
+    if (call.returnAttention) roundWeightValues = roundWeights.dataSync() as Float32Array;
+    save([qkRows, vRows, output, tf.reshape(roundWeights, [groups * length * nHashes, 1])]);
+    return {
+      value: tf.reshape(output, [batch, heads, length, valueDim]),
+      // In a scope of its own: the engine keeps a gradient function's leftovers until the whole backward pass ends.
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [savedQk, savedV, savedOut, savedWeights] = saved as tf.Tensor2D[];
+          const dyRows = tf.reshape(dy, [groups * length, valueDim]) as tf.Tensor2D;
+          const { dqk, dv } = lshBackward(pass!, savedQk, savedV, dyRows, savedOut, savedWeights);
+          return [tf.reshape(dqk, [batch, heads, length, dim]), tf.reshape(dv, [batch, heads, length, valueDim])];
+        }),
+    };
+  });
+  // The scope frees the forward pass's intermediates; what the backward pass needs was saved (kept) by the tape.
+  const output = tf.tidy(() => attend(qk, v) as tf.Tensor4D);
+  if (!call.returnAttention) return { output, attention: null };
+  const collected = (pass as LSHPass | null)?.collect?.blocks ?? [];
+  // A later backward pass recomputes its blocks: nothing collected needs to live on.
+  if (pass !== null) (pass as LSHPass).collect = null;
+  const slots = Math.min(length, nHashes * window);
+  const attention = assembleAttention(collected, roundWeightValues as unknown as Float32Array, { batch, heads, length, nHashes, chunkLength, window }, slots);
+  return { output, attention };
+}
+
+/** An empty call's attention (B or T is 0). */
+function emptyAttention(batch: number, heads: number, length: number, slots: number): AttentionWeights {
+  return {
+    positions: tf.zeros([batch, heads, length, slots], 'int32') as tf.Tensor4D,
+    weights: tf.zeros([batch, heads, length, slots]) as tf.Tensor4D,
+  };
+}
+
 /**
  * Reformer LSH attention with shared queries and keys.
  *
@@ -754,7 +1114,8 @@ function normaliseKeysBackward(x: tf.Tensor, dk: tf.Tensor): tf.Tensor {
  *
  * @param qk float32 [B, H, T, D]: shared queries/keys (keys are normalised inside).
  * @param v float32 [B, H, T, Dv]: values.
- * @returns float32 [B, H, T, Dv].
+ * @returns float32 [B, H, T, Dv]; with `returnAttention: true`,
+ *   `{ output, attention }` ({@link AttentionResult}).
  * @throws when shapes disagree, options are out of range, R·T is not a
  *   multiple of C, or the call would not fit in the backend's memory.
  *
@@ -762,12 +1123,23 @@ function normaliseKeysBackward(x: tf.Tensor, dk: tf.Tensor): tf.Tensor {
  * const out = lshAttention(qk, v, { nHashes: 4, chunkLength: 64, causal: true, seed: 1 });
  * ```
  */
-export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttentionOptions = {}): tf.Tensor4D {
+export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttentionOptions & { returnAttention: true }): AttentionResult;
+export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options?: LSHAttentionOptions & { returnAttention?: false }): tf.Tensor4D;
+export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttentionOptions & ReturnAttentionOption = {}): tf.Tensor4D | AttentionResult {
   const who = 'lshAttention';
   assertHostReadable(who, 'the hash buckets (for the sort)');
   const { batch, heads, length, dim, valueDim, padding } = checkInputs(who, qk, v, options);
   assertSeed(who, options.seed);
+  const returnAttention = options.returnAttention ?? false;
+  assertBoolean(who, 'returnAttention', returnAttention);
+  const threshold = options.fullAttentionThreshold ?? 0;
+  assertNonNegativeInteger(who, 'fullAttentionThreshold', threshold);
   const settings = resolveLSHSettings(who, length, dim, options);
+  if (length > 0 && length <= threshold) {
+    // Exact attention: at this length it is the faster of the two (the same logits and masks over all T keys).
+    const full = { causal: options.causal, mask: options.mask, dropout: options.dropout, dropoutSeed: options.dropoutSeed, memoryLimitBytes: options.memoryLimitBytes };
+    return returnAttention ? fullAttention(qk, v, { ...full, returnAttention: true }) : fullAttention(qk, v, full);
+  }
   const { nHashes, nBuckets, chunkLength, numChunksBefore, numChunksAfter, hashFamily } = settings;
   const memory = lshAttentionMemory({ batch, heads, length, dim, valueDim }, settings, recordingGradients());
   const window = chunkLength * (1 + numChunksBefore + numChunksAfter); // L
@@ -775,7 +1147,7 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
   const hashingDominates = memory.hashing >= memory.attention;
   guardMemory(
     who,
-    memory.total,
+    memory.total + (returnAttention ? attentionWeightsBytes(batch * heads * length, Math.min(length, nHashes * window)) : 0),
     `hashing ${formatBytes(memory.hashing)}: B·H·R·T = ${queries} vectors × ${rotationColumns(nBuckets, hashFamily)} projections; ` +
       `attention ${formatBytes(memory.attention)}: ${queries} queries × ${window} keys` +
       `, in blocks of ≤ ${settings.blockLogits} logits`,
@@ -787,66 +1159,147 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
     options.memoryLimitBytes,
   );
   const dropout = options.dropout ?? 0;
-  if (batch === 0 || length === 0) return tf.zeros([batch, heads, length, valueDim]) as tf.Tensor4D;
-  // Split across the thread pool when one runs (src/threads.ts): fresh rotations are drawn from one seed for every thread.
-  const splitOptions = options.rotations === undefined && options.seed === undefined ? { ...options, seed: freshSeed() } : options;
-  const split = runInParallel('lsh', qk, v, splitOptions, nHashes * window, (a, b, o) => lshAttention(a, b, o as LSHAttentionOptions));
-  if (split) return split;
+  if (batch === 0 || length === 0) {
+    const output = tf.zeros([batch, heads, length, valueDim]) as tf.Tensor4D;
+    return returnAttention ? { output, attention: emptyAttention(batch, heads, length, Math.min(length, nHashes * window)) } : output;
+  }
+  if (!returnAttention) {
+    // Split across the thread pool when one runs (src/threads.ts): fresh rotations are drawn from one seed for every thread.
+    const splitOptions = options.rotations === undefined && options.seed === undefined ? { ...options, seed: freshSeed() } : options;
+    const split = runInParallel('lsh', qk, v, splitOptions, nHashes * window, (a, b, o) => lshAttention(a, b, o as LSHAttentionOptions));
+    if (split) return split;
+  }
   const groups = batch * heads; // G = B·H
   const items = nHashes * length; // R·T
   const numChunks = items / chunkLength; // N
+  const keepBuckets = !settings.attendAcrossBuckets;
 
   // 1–2. Hash (int32 [B, H, R, T], padding → bucket K) and sort on the host (integer work, no gradient).
-  const sortOnHost = (x: tf.Tensor4D): Int32Array => {
+  const hostSort = (x: tf.Tensor4D): HostSort => {
     const buckets = tf.tidy(() => {
       const rotations = options.rotations ?? randomRotations({ dim, nHashes, nBuckets, seed: options.seed, hashFamily });
       return hashBuckets(x, rotations, { nBuckets, mask: options.mask, hashFamily, memoryLimitBytes: options.memoryLimitBytes });
     });
     try {
+      const ids = buckets.dataSync() as Int32Array;
       // A counting sort (the same order as sortItems).
-      return sortItemsOnHost(buckets.dataSync() as Int32Array, groups, nHashes, length, totalBuckets(nBuckets)).sorted;
+      const { sorted, undo } = sortItemsOnHost(ids, groups, nHashes, length, totalBuckets(nBuckets));
+      return { sorted, undo, buckets: keepBuckets ? ids.slice() : null, padding };
     } finally {
       buckets.dispose();
     }
   };
-  // One seed per call, so the backward pass redraws the forward pass's dropout masks.
-  const dropoutSeed = dropout > 0 ? (options.dropoutSeed ?? freshSeed()) : 0;
-  let pass: LSHPass | null = null;
-
-  // 3–5. Blocks of chunks attend; un-sort; combine rounds — with the recomputing gradient. Inside a
-  // customGrad's forward function nothing is taped: the hashing's matMul keeps nothing either.
-  const attend = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const [qkIn, vIn, save] = args as [tf.Tensor4D, tf.Tensor4D, tf.GradSaveFunc];
-    pass = {
-      host: { sorted: sortOnHost(qkIn), padding },
-      dims: { heads, length, nHashes, items, numChunks, chunkLength, before: numChunksBefore, after: numChunksAfter },
-      plan: planBlocks(numChunks, chunkLength, window, settings.blockLogits),
-      groups,
-      window,
-      dim,
-      valueDim,
-      causal: options.causal === true,
-      dropout,
-      dropoutSeed,
-    };
-    const qkRows = tf.reshape(qkIn, [groups * length, dim]) as tf.Tensor2D;
-    const vRows = tf.reshape(vIn, [groups * length, valueDim]) as tf.Tensor2D;
-    const { output, roundWeights } = lshForward(pass, qkRows, vRows);
-    save([qkRows, vRows, output, tf.reshape(roundWeights, [groups * length * nHashes, 1])]);
-    return {
-      value: tf.reshape(output, [batch, heads, length, valueDim]),
-      // In a scope of its own: the engine keeps a gradient function's leftovers until the whole backward pass ends.
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
-        tf.tidy(() => {
-          const [savedQk, savedV, savedOut, savedWeights] = saved as tf.Tensor2D[];
-          const dyRows = tf.reshape(dy, [groups * length, valueDim]) as tf.Tensor2D;
-          const { dqk, dv } = lshBackward(pass!, savedQk, savedV, dyRows, savedOut, savedWeights);
-          return [tf.reshape(dqk, [batch, heads, length, dim]), tf.reshape(dv, [batch, heads, length, valueDim])];
-        }),
-    };
+  const result = runChunkedAttention(qk, v, {
+    shape: { batch, heads, length, dim, valueDim },
+    dims: {
+      heads, length, nHashes, items, numChunks, chunkLength, before: numChunksBefore, after: numChunksAfter,
+      local: false, allowDuplicates: settings.allowDuplicateAttention, acrossBuckets: settings.attendAcrossBuckets,
+    },
+    blockLogits: settings.blockLogits,
+    causal: options.causal === true,
+    dropout,
+    // One seed per call, so the backward pass redraws the forward pass's dropout masks.
+    dropoutSeed: dropout > 0 ? (options.dropoutSeed ?? freshSeed()) : 0,
+    returnAttention,
+    hostSort,
   });
-  // The scope frees the forward pass's intermediates; what the backward pass needs was saved (kept) by the tape.
-  return tf.tidy(() => attend(qk, v) as tf.Tensor4D);
+  return returnAttention ? { output: result.output, attention: result.attention as AttentionWeights } : result.output;
+}
+
+/** Options of {@link localAttention}. */
+export interface LocalAttentionOptions extends AttentionOptions {
+  /** C, the chunk length; T must be a multiple of it (the LocalSelfAttention layer pads for you). Default 64. */
+  chunkLength?: number;
+  /** Chunks before its own that a chunk attends to (fewer at the start of the sequence: no rolling over). Default 1. */
+  numChunksBefore?: number;
+  /** Chunks after its own that a chunk attends to (fewer at the end). Default 0. */
+  numChunksAfter?: number;
+  /** Logit elements per block of chunks: bounds the memory of a call (the result does not depend on it). Default {@link BLOCK_LOGITS}. */
+  blockLogits?: number;
+}
+
+/**
+ * Local attention with shared queries and keys: the positions, in order, are
+ * cut into chunks of C, and each chunk attends to itself and its
+ * `numChunksBefore`/`numChunksAfter` neighbours — no hashing, no rounds, and
+ * no rolling over the ends (chunk 0 has no chunk before it). Query i thus
+ * sees key j exactly when chunk(j) is in [chunk(i) − before, chunk(i) +
+ * after]: full attention with that band mask, at O(T·L) cost. The logits and
+ * masks are full attention's (normalised keys, −1e5 for a query's own key,
+ * causal and padding masks), and it runs LSH attention's block kernels, with
+ * the same bounded memory and recomputing gradient.
+ *
+ * @param qk float32 [B, H, T, D]: shared queries/keys (keys are normalised inside).
+ * @param v float32 [B, H, T, Dv]: values.
+ * @returns float32 [B, H, T, Dv]; with `returnAttention: true`, `{ output, attention }`.
+ * @throws when shapes disagree, options are out of range, T is not a
+ *   multiple of C, or the call would not fit in the backend's memory.
+ *
+ * ```ts
+ * const out = localAttention(qk, v, { chunkLength: 64, numChunksBefore: 1, causal: true });
+ * ```
+ */
+export function localAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LocalAttentionOptions & { returnAttention: true }): AttentionResult;
+export function localAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options?: LocalAttentionOptions & { returnAttention?: false }): tf.Tensor4D;
+export function localAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LocalAttentionOptions & ReturnAttentionOption = {}): tf.Tensor4D | AttentionResult {
+  const who = 'localAttention';
+  const { batch, heads, length, dim, valueDim, padding } = checkInputs(who, qk, v, options);
+  const returnAttention = options.returnAttention ?? false;
+  assertBoolean(who, 'returnAttention', returnAttention);
+  const chunkLength = options.chunkLength ?? DEFAULT_CHUNK_LENGTH;
+  assertPositiveInteger(who, 'chunkLength', chunkLength);
+  let before = options.numChunksBefore ?? 1;
+  let after = options.numChunksAfter ?? 0;
+  assertNonNegativeInteger(who, 'numChunksBefore', before);
+  assertNonNegativeInteger(who, 'numChunksAfter', after);
+  const blockLogits = options.blockLogits ?? BLOCK_LOGITS;
+  assertPositiveInteger(who, 'blockLogits', blockLogits);
+  if (length % chunkLength !== 0) {
+    throw new Error(
+      `${who}: T = ${length} must be a multiple of chunkLength ${chunkLength}; pad T to ${Math.ceil(length / chunkLength) * chunkLength} ` +
+        `and mask the padding, choose a chunkLength that divides ${length}, or use the LocalSelfAttention layer, which pads for you`,
+    );
+  }
+  const numChunks = length / chunkLength; // N
+  // No rolling over: neighbours past the ends are masked, so a window wider than the sequence only wastes work.
+  before = Math.min(before, Math.max(0, numChunks - 1));
+  after = Math.min(after, Math.max(0, numChunks - 1));
+  const window = chunkLength * (1 + before + after); // L
+  const settings: ResolvedLSHSettings = {
+    nHashes: 1, nBuckets: 2, chunkLength, numChunksBefore: before, numChunksAfter: after, hashFamily: 'rotation', blockLogits,
+    allowDuplicateAttention: true, attendAcrossBuckets: true,
+  };
+  const memory = lshAttentionMemory({ batch, heads, length, dim, valueDim }, settings, recordingGradients());
+  guardMemory(
+    who,
+    memory.kept + memory.attention + (returnAttention ? attentionWeightsBytes(batch * heads * length, Math.min(length, window)) : 0), // no hashing
+    `B·H·T = ${batch * heads * length} queries × ${window} keys, in blocks of ≤ ${blockLogits} logits`,
+    `Use fewer heads or a smaller batch per call, a smaller chunkLength or fewer neighbour chunks, or a smaller blockLogits (default ${BLOCK_LOGITS})`,
+    options.memoryLimitBytes,
+  );
+  const dropout = options.dropout ?? 0;
+  if (batch === 0 || length === 0) {
+    const output = tf.zeros([batch, heads, length, valueDim]) as tf.Tensor4D;
+    return returnAttention ? { output, attention: emptyAttention(batch, heads, length, Math.min(length, window)) } : output;
+  }
+  const groups = batch * heads;
+  const hostSort = (): HostSort => {
+    // Positions in order: the identity permutation for every group.
+    const sorted = new Int32Array(groups * length);
+    for (let g = 0; g < groups; g++) for (let i = 0; i < length; i++) sorted[g * length + i] = i;
+    return { sorted, undo: sorted, buckets: null, padding };
+  };
+  const result = runChunkedAttention(qk, v, {
+    shape: { batch, heads, length, dim, valueDim },
+    dims: { heads, length, nHashes: 1, items: length, numChunks, chunkLength, before, after, local: true, allowDuplicates: true, acrossBuckets: true },
+    blockLogits,
+    causal: options.causal === true,
+    dropout,
+    dropoutSeed: dropout > 0 ? (options.dropoutSeed ?? freshSeed()) : 0,
+    returnAttention,
+    hostSort,
+  });
+  return returnAttention ? { output: result.output, attention: result.attention as AttentionWeights } : result.output;
 }
 
 /**
@@ -935,23 +1388,33 @@ export interface FullAttentionOptions extends AttentionOptions {
  * @param v float32 [B, H, T, Dv]
  * @returns float32 [B, H, T, Dv]
  */
-export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAttentionOptions = {}): tf.Tensor4D {
+export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAttentionOptions & { returnAttention: true }): AttentionResult;
+export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options?: FullAttentionOptions & { returnAttention?: false }): tf.Tensor4D;
+export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAttentionOptions & ReturnAttentionOption = {}): tf.Tensor4D | AttentionResult {
   const who = 'fullAttention';
   if (options.mask instanceof tf.Tensor) assertHostReadable(who, 'the padding mask', [options.mask]);
   const { batch, heads, length, dim, valueDim, padding } = checkInputs(who, qk, v, options);
+  const returnAttention = options.returnAttention ?? false;
+  assertBoolean(who, 'returnAttention', returnAttention);
   if (options.blockLogits !== undefined) assertPositiveInteger(who, 'blockLogits', options.blockLogits);
   const rowsPerBlock = Math.max(1, Math.min(length, Math.floor((options.blockLogits ?? FULL_BLOCK_LOGITS) / Math.max(1, length))));
   guardMemory(
     who,
-    estimateFullAttentionBytes({ batch, heads, length, dim, valueDim }, recordingGradients(), rowsPerBlock),
+    estimateFullAttentionBytes({ batch, heads, length, dim, valueDim }, recordingGradients(), rowsPerBlock) +
+      (returnAttention ? attentionWeightsBytes(batch * heads * length, length) : 0),
     `B·H·T = ${batch * heads * length} queries × ${length} keys, ${rowsPerBlock} query rows at a time`,
     'Use lshAttention, a shorter T, a smaller blockLogits, or fewer heads or a smaller batch per call',
     options.memoryLimitBytes,
   );
   const dropout = options.dropout ?? 0;
-  if (batch === 0 || length === 0) return tf.zeros([batch, heads, length, valueDim]) as tf.Tensor4D;
-  const split = runInParallel('full', qk, v, options, length, (a, b, o) => fullAttention(a, b, o as FullAttentionOptions));
-  if (split) return split;
+  if (batch === 0 || length === 0) {
+    const output = tf.zeros([batch, heads, length, valueDim]) as tf.Tensor4D;
+    return returnAttention ? { output, attention: emptyAttention(batch, heads, length, length) } : output;
+  }
+  if (!returnAttention) {
+    const split = runInParallel('full', qk, v, options, length, (a, b, o) => fullAttention(a, b, o as FullAttentionOptions));
+    if (split) return split;
+  }
   const dropoutSeed = dropout > 0 ? (options.dropoutSeed ?? freshSeed()) : 0;
   const causal = options.causal === true;
   const groups = batch * heads;
@@ -1048,5 +1511,28 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAtte
       }),
     };
   });
-  return tf.tidy(() => attend(qk, v) as tf.Tensor4D);
+  const output = tf.tidy(() => attend(qk, v) as tf.Tensor4D);
+  if (!returnAttention) return output;
+  // The weights (before dropout), block by block, read back: every key is a position of every query.
+  const weights = new Float32Array(groups * length * length);
+  tf.tidy(() => {
+    const qkRows = tf.reshape(qk, [groups, length * dim]) as tf.Tensor2D;
+    const vRows = tf.reshape(v, [groups, length * valueDim]) as tf.Tensor2D;
+    const inputs = Array.from({ length: groups }, (_, g) => headInputs(qkRows, vRows, g));
+    visit((g, firstRow, rows, fill) => {
+      const { query, keysT } = inputs[g];
+      const block = tf.tidy(() => blockWeights(query, keysT, g, firstRow, rows, fill).weights);
+      weights.set(block.dataSync(), (g * length + firstRow) * length);
+      block.dispose();
+    });
+  });
+  const positions = new Int32Array(groups * length * length);
+  for (let q = 0; q < groups * length; q++) for (let j = 0; j < length; j++) positions[q * length + j] = j;
+  return {
+    output,
+    attention: {
+      positions: tf.tensor4d(positions, [batch, heads, length, length], 'int32'),
+      weights: tf.tensor4d(weights, [batch, heads, length, length]),
+    },
+  };
 }

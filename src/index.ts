@@ -6,17 +6,24 @@
 export {
   BLOCK_LOGITS,
   DEFAULT_CHUNK_LENGTH,
+  DEFAULT_FULL_ATTENTION_THRESHOLD,
   KEY_NORM_EPSILON,
   MASKED_LOGIT,
   SELF_ATTENTION_LOGIT,
   estimateFullAttentionBytes,
   estimateLSHAttentionBytes,
+  denseAttention,
   fullAttention,
+  localAttention,
   lshAttention,
   lshAttentionMemory,
   resolveLSHSettings,
   validLength,
   type AttentionOptions,
+  type AttentionResult,
+  type AttentionWeights,
+  type LocalAttentionOptions,
+  type ReturnAttentionOption,
   type FullAttentionOptions,
   type AttentionShape,
   type LSHAttentionMemory,
@@ -40,6 +47,12 @@ export {
   type NBuckets,
   type RandomRotationsOptions,
 } from './hashing.js';
+export {
+  FullAttentionCache,
+  LSHAttentionCache,
+  type AttentionCacheOptions,
+  type LSHAttentionCacheOptions,
+} from './cached_attention.js';
 export { availableBytes, formatBytes, guardMemory, recordingGradients, WASM_HEAP_LIMIT_BYTES, DEFAULT_LIMIT_BYTES, GPU_LIMIT_BYTES, backendLimitBytes } from './memory.js';
 export { MAX_SEED, gaussianArray, nextSeed, purposeSeed, uniformStream, type Seed, type Uniform } from './random.js';
 export { MAX_SORT_KEYS, sortItems, sortItemsOnHost, type ItemSort } from './sorting.js';

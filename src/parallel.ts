@@ -43,8 +43,8 @@ export interface ParallelRunner {
    * Runs `fn` with `options` on each slice of the inputs ([B, H, T, X]; axis
    * 1 = heads, or 0 = batch rows): the attention's output ('forward';
    * inputs qk, v) or the gradients of qk and v ('gradient'; inputs qk, v,
-   * dy). `local` computes a slice on the calling thread. Returns, for each
-   * output, its slices in order.
+   * dy). `local` computes a slice on the calling thread. Returns the
+   * outputs, whole (the slices put back together).
    */
   run(
     fn: ParallelFunction,
@@ -55,7 +55,7 @@ export interface ParallelRunner {
     axis: 0 | 1,
     slices: ParallelSlice[],
     local: (inputs: tf.Tensor4D[], options: Record<string, unknown>) => tf.Tensor4D[],
-  ): tf.Tensor4D[][];
+  ): tf.Tensor4D[];
 }
 
 /** A tensor option read back to the host (it may be disposed before a split call's gradient runs). */
@@ -136,8 +136,10 @@ const PLAIN_OPTIONS: Record<ParallelFunction, ReadonlySet<string>> = {
   lsh: new Set([
     'causal', 'dropout', 'dropoutSeed', 'nBuckets', 'nHashes', 'chunkLength', 'numChunksBefore', 'numChunksAfter',
     'seed', 'hashFamily', 'blockLogits', 'memoryLimitBytes', 'checkFinite',
+    // Per-head settings (a call that returns its attention weights is not split).
+    'allowDuplicateAttention', 'attendAcrossBuckets', 'fullAttentionThreshold', 'returnAttention',
   ]),
-  full: new Set(['causal', 'dropout', 'dropoutSeed', 'blockLogits', 'memoryLimitBytes', 'checkFinite']),
+  full: new Set(['causal', 'dropout', 'dropoutSeed', 'blockLogits', 'memoryLimitBytes', 'checkFinite', 'returnAttention']),
 };
 /** Tensor options, sent as data: the padding mask (whole: it is per batch row), LSH's rotations (whole: shared by all heads). */
 const TENSOR_OPTIONS = new Set(['mask', 'rotations']);
@@ -189,13 +191,9 @@ export function runInParallel(
   const split = (mode: ParallelMode, inputs: tf.Tensor4D[], outputs: number[][], local: (inputs: tf.Tensor4D[], o: Record<string, unknown>) => tf.Tensor4D[]) => {
     running = true; // the calling thread's own slice runs on it alone
     try {
-      const parts = pool.run(fn, mode, inputs, (s) => outputs.map((shape) => sliced(shape, s)), hostOptions, axis, slices, local);
+      const whole = pool.run(fn, mode, inputs, (s) => outputs.map((shape) => sliced(shape, s)), hostOptions, axis, slices, local);
       splitCalls++;
-      try {
-        return parts.map((p) => tf.concat(p, axis) as tf.Tensor4D);
-      } finally {
-        tf.dispose(parts.flat());
-      }
+      return whole;
     } finally {
       running = false;
     }

@@ -71,7 +71,7 @@ class Pool implements ParallelRunner {
     axis: 0 | 1,
     slices: ParallelSlice[],
     local: (inputs: tf.Tensor4D[], options: Record<string, unknown>) => tf.Tensor4D[],
-  ): tf.Tensor4D[][] {
+  ): tf.Tensor4D[] {
     const plain: Record<string, unknown> = {};
     const tensors: SliceMessage['tensors'] = {};
     for (const [key, value] of Object.entries(options)) {
@@ -84,21 +84,25 @@ class Pool implements ParallelRunner {
       out[axis] = s.end - s.start;
       return out;
     };
-    /** Copies slice `s` of a [B, H, T, X] array into `target`. */
-    const copySlice = (values: Float32Array, shape: number[], s: ParallelSlice, target: Float32Array) => {
+    /**
+     * Copies between a whole [B, H, T, X] array and slice `s` of it ([B, h, T, X] or [b, H, T, X]):
+     * `toSlice` true copies whole → slice, false slice → whole.
+     */
+    const copy = (whole: Float32Array, shape: number[], s: ParallelSlice, slice: Float32Array, toSlice: boolean) => {
       const [batch, heads] = shape;
       const row = shape[2] * shape[3]; // one head's T·X values
-      if (axis === 0) {
-        target.set(values.subarray(s.start * heads * row, s.end * heads * row));
-        return;
+      const runs = axis === 0 ? 1 : batch;
+      const width = axis === 0 ? (s.end - s.start) * heads * row : (s.end - s.start) * row;
+      for (let b = 0; b < runs; b++) {
+        const at = axis === 0 ? s.start * heads * row : (b * heads + s.start) * row;
+        if (toSlice) slice.set(whole.subarray(at, at + width), b * width);
+        else whole.set(slice.subarray(b * width, (b + 1) * width), at);
       }
-      const width = (s.end - s.start) * row;
-      for (let b = 0; b < batch; b++) target.set(values.subarray((b * heads + s.start) * row, (b * heads + s.start) * row + width), b * width);
     };
     const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
     // Hand every slice but the first to a worker.
-    const pending: Array<{ buffer: SharedArrayBuffer; outputs: SliceMessage['outputs']; worker: number }> = [];
+    const pending: Array<{ buffer: SharedArrayBuffer; outputs: SliceMessage['outputs']; slice: ParallelSlice; worker: number }> = [];
     for (let i = 1; i < slices.length; i++) {
       const s = slices[i];
       let offset = HEADER_BYTES + ERROR_BYTES;
@@ -110,21 +114,38 @@ class Pool implements ParallelRunner {
       const inputPlaces = inputs.map((x) => place(sliceShape(x.shape, s)));
       const outputPlaces = outputShapes(s).map(place);
       const buffer = new SharedArrayBuffer(offset);
-      inputs.forEach((x, k) => copySlice(data[k], x.shape, s, new Float32Array(buffer, inputPlaces[k].offset, count(inputPlaces[k].shape))));
+      inputs.forEach((x, k) => copy(data[k], x.shape, s, new Float32Array(buffer, inputPlaces[k].offset, count(inputPlaces[k].shape)), true));
       const message: SliceMessage = { fn, mode, buffer, inputs: inputPlaces, outputs: outputPlaces, options: plain, tensors };
       this.workers[i - 1].postMessage(message);
-      pending.push({ buffer, outputs: outputPlaces, worker: i - 1 });
+      pending.push({ buffer, outputs: outputPlaces, slice: s, worker: i - 1 });
     }
 
-    // The first slice here, meanwhile.
+    // The first slice here, meanwhile: cut on the host (tf.slice of a middle axis is slow on wasm).
     const first = slices[0];
-    const begin = [0, 0, 0, 0];
-    begin[axis] = first.start;
-    const mine = tf.tidy(() => local(inputs.map((x) => tf.slice(x, begin, sliceShape(x.shape, first)) as tf.Tensor4D), materialize(options)));
+    const firstOutputs = tf.tidy(() => {
+      const sliceInputs = inputs.map((x, k) => {
+        const shape = sliceShape(x.shape, first);
+        const values = new Float32Array(count(shape));
+        copy(data[k], x.shape, first, values, true);
+        return tf.tensor<tf.Rank>(values, shape, 'float32') as tf.Tensor4D;
+      });
+      return local(sliceInputs, materialize(options));
+    });
 
-    const parts: tf.Tensor4D[][] = mine.map((m) => [m]);
+    // Whole outputs assembled on the host, then one tensor each (no per-slice tensors, no concat).
+    const wholeShapes = firstOutputs.map((out, k) => {
+      const shape = [...out.shape];
+      shape[axis] = slices[slices.length - 1].end;
+      return shape;
+    });
+    const wholes = wholeShapes.map((shape) => new Float32Array(count(shape)));
+    try {
+      firstOutputs.forEach((out, k) => copy(wholes[k], wholeShapes[k], first, out.dataSync() as Float32Array, false));
+    } finally {
+      tf.dispose(firstOutputs);
+    }
     let failure: Error | undefined;
-    for (const { buffer, outputs, worker } of pending) {
+    for (const { buffer, outputs, slice, worker } of pending) {
       const header = new Int32Array(buffer, 0, 2);
       if (Atomics.wait(header, 0, STATE_BUSY, WAIT_MS) === 'timed-out') {
         failure ??= new Error(`attention thread ${worker + 1} did not answer within ${WAIT_MS / 60000} minutes`);
@@ -135,15 +156,10 @@ class Pool implements ParallelRunner {
         failure ??= new Error(`attention thread ${worker + 1} failed: ${text}`);
         continue;
       }
-      outputs.forEach(({ offset, shape }, k) =>
-        parts[k].push(tf.tensor<tf.Rank>(new Float32Array(buffer, offset, count(shape)).slice(), shape, 'float32') as tf.Tensor4D),
-      );
+      outputs.forEach(({ offset, shape }, k) => copy(wholes[k], wholeShapes[k], slice, new Float32Array(buffer, offset, count(shape)), false));
     }
-    if (failure) {
-      tf.dispose(parts.flat());
-      throw failure;
-    }
-    return parts;
+    if (failure) throw failure;
+    return wholes.map((values, k) => tf.tensor<tf.Rank>(values, wholeShapes[k], 'float32') as tf.Tensor4D);
   }
 }
 

@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { fullUsefulFlops, lshUsefulFlops, runSweep, type SweepOptions, type SweepPoint } from '../bench/attention_sweep.js';
+import { fullUsefulFlops, localUsefulFlops, lshUsefulFlops, runSweep, type SweepOptions, type SweepPoint } from '../bench/attention_sweep.js';
+import { crossoverMarkdown, measureCrossover, measuredCrossover, type CrossoverPoint } from '../bench/crossover.js';
 import { headline, makeReport, markdown, writeReport, type SweepReport } from '../bench/report.js';
 import { describeBackends } from './helpers.js';
 
@@ -98,6 +99,29 @@ describeBackends('attention benchmark', (backend) => {
     );
   });
 
+  it('local attention is a series of its own, with its speed-up over full attention', async () => {
+    const options: SweepOptions = { ...tiny, lengths: [32], nHashes: [1], local: true, profile: false };
+    const points = await runSweep(options);
+    expect(points.map((p) => `${p.variant}:${p.status}`)).toEqual(['lsh:ok', 'local:ok', 'full:ok']);
+    const local = points[1];
+    expect(local.usefulFlops).toBe(localUsefulFlops({ batch: 1, heads: 2, length: 32, dim: 8, chunkLength: 8, numChunksBefore: 1 }));
+    const speedUp = ((points[2].medianMs as number) / (local.medianMs as number)).toFixed(2);
+    expect(markdown(makeReport(options, 1, points))).toContain(`| 32 | local | ${speedUp}× |`);
+  });
+
+  it('the crossover benchmark times LSH, full and the threshold rule round-robin', async () => {
+    const before = tf.memory().numTensors;
+    const options = { lengths: [16, 32], batch: 1, heads: 1, dim: 4, nHashes: 2, chunkLength: 8, threshold: 16, runs: 1, backward: true };
+    const points = await measureCrossover(options);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(points.map((p) => p.ruleRan)).toEqual(['full', 'lsh']);
+    for (const p of points) {
+      for (const ms of [p.lshMs, p.fullMs, p.ruleMs]) expect(ms).toBeGreaterThan(0);
+      expect(p.lshOverFull).toBeCloseTo(p.lshMs / p.fullMs, 6); // one run: the ratio of the medians
+    }
+    expect(crossoverMarkdown(options, points)).toMatch(/\| 16 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| full \|/);
+  });
+
   it('reports lengths over the time budget or out of memory, and goes on', async () => {
     const points = await runSweep({ ...tiny, lengths: [16, 32], nHashes: [1], budgetSeconds: 1e-9, profile: false });
     expect(points.find((p) => p.length === 32 && p.variant === 'lsh')?.status).toBe('over-budget');
@@ -181,5 +205,18 @@ describe('headline: the sentence a sweep ends with', () => {
       'LSH attention with 4 hash rounds could not run at any length measured (T=512: it failed), so there is nothing to compare.',
     );
     expect(headline([row(512, 'full', 10)])).toBe('The sweep ran no LSH attention, so there is nothing to report.');
+  });
+});
+
+describe('measuredCrossover', () => {
+  const point = (length: number, lshOverFull: number): CrossoverPoint => ({
+    length, lshMs: lshOverFull, fullMs: 1, ruleMs: 1, lshOverFull, ruleOverBest: 1, ruleRan: 'full',
+  });
+  it('is the last length where full attention is faster, before LSH wins at every longer one', () => {
+    expect(measuredCrossover([point(512, 2), point(1024, 1.2), point(1536, 0.8), point(2048, 0.5)])).toBe(1024);
+    // A noisy win in the middle does not count: LSH must win from there on.
+    expect(measuredCrossover([point(512, 0.9), point(1024, 1.2), point(1536, 0.8)])).toBe(1024);
+    expect(measuredCrossover([point(512, 1.5), point(1024, 1.2)])).toBeNull(); // never wins
+    expect(measuredCrossover([point(512, 0.5), point(1024, 0.4)])).toBeNull(); // wins everywhere measured
   });
 });

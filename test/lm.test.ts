@@ -155,7 +155,7 @@ describeBackends('reformer LM', () => {
 
   it.each<[string, () => unknown, RegExp]>([
     ['attention kinds and numLayers disagree', () => reformerLM({ vocabSize: 4, maxLength: 8, attention: ['lsh', 'full'], numLayers: 3 }), /reformerLM: attention has 2 entries but numLayers is 3/],
-    ['bad attention kind', () => reformerLM({ vocabSize: 4, maxLength: 8, attention: ['lsh', 'local' as 'lsh'] }), /reformerLM: attention\[1\] must be 'lsh' or 'full', got local/],
+    ['bad attention kind', () => reformerLM({ vocabSize: 4, maxLength: 8, attention: ['lsh', 'sparse' as 'lsh'] }), /reformerLM: attention\[1\] must be 'lsh', 'full' or 'local', got sparse/],
     ['axialShape not multiplying to maxLength', () => reformerLM({ vocabSize: 4, maxLength: 8, positionEmbedding: 'axial', axialShape: [2, 3] }), /reformerLM: axialShape \[2, 3\] must multiply to maxLength 8/],
     ['zero vocabulary', () => reformerLM({ vocabSize: 0, maxLength: 8 }), /reformerLM: vocabSize must be a positive integer, got 0/],
     ['sequences of different lengths', () => nextTokenData([[1, 2, 3], [1, 2]], 4), /nextTokenData: sequences must all have the same length ≥ 2, got lengths 3, 2/],

@@ -44,6 +44,15 @@ export interface ReferenceLSHInput extends ReferenceAttentionInput {
   numChunksBefore: number;
   /** Chunks after each chunk that it also attends to. */
   numChunksAfter: number;
+  /**
+   * false: reformer-pytorch's `allow_duplicate_attention=False`: subtract
+   * log(count + 1e-9) from every logit (after the masks), count = the rounds
+   * r in which the key's round-r item lies in the window of the query's
+   * round-r item (and, without attendAcrossBuckets, in its bucket). Default true.
+   */
+  allowDuplicateAttention?: boolean;
+  /** false: reformer-pytorch's `attend_across_buckets=False`: a key of another (round, bucket) is masked (−1e9), after the self mask. Default true. */
+  attendAcrossBuckets?: boolean;
 }
 
 function factorsOf(nBuckets: ReferenceNBuckets): number[] {
@@ -236,12 +245,30 @@ export function referenceFullAttention(input: ReferenceAttentionInput): number[]
  * @returns [B][H][T][Dv].
  */
 export function referenceLSHAttention(input: ReferenceLSHInput): number[][][][] {
+  return referenceLSHAttentionWithWeights(input).output;
+}
+
+/** An output [B][H][T][Dv] and the attention weights [B][H][T][T] (query row, key column) combined over rounds. */
+export interface ReferenceWithWeights {
+  output: number[][][][];
+  weights: number[][][][];
+}
+
+/**
+ * {@link referenceLSHAttention}, also returning each query's weight on every
+ * key position: Σ over rounds of the round weight times the softmax weights
+ * of the key's appearances in that round's window.
+ */
+export function referenceLSHAttentionWithWeights(input: ReferenceLSHInput): ReferenceWithWeights {
   const { qk, v, rotations, nBuckets, chunkLength, numChunksBefore, numChunksAfter, causal, mask } = input;
+  const allowDuplicates = input.allowDuplicateAttention ?? true;
+  const acrossBuckets = input.attendAcrossBuckets ?? true;
   const factors = factorsOf(nBuckets);
   const totalBuckets = factors.reduce((a, k) => a * k, 1);
   const buckets = referenceBuckets(qk, rotations, factors, mask);
   const nHashes = rotations[0].length;
-  return qk.map((perBatch, b) =>
+  const weightsOut: number[][][][] = [];
+  const output = qk.map((perBatch, b) =>
     perBatch.map((vectors, h) => {
       const length = vectors.length;
       const values = v[b][h];
@@ -263,24 +290,53 @@ export function referenceLSHAttention(input: ReferenceLSHInput): number[][][][] 
       const nChunks = items / chunkLength;
       const lse: number[][] = Array.from({ length: nHashes }, () => new Array<number>(length).fill(NaN));
       const out: Float64Array[][] = Array.from({ length: nHashes }, () => new Array<Float64Array>(length));
-      for (let chunk = 0; chunk < nChunks; chunk++) {
-        const keyPositions: number[] = [];
-        for (let offset = -numChunksBefore; offset <= numChunksAfter; offset++) {
-          const other = (((chunk + offset) % nChunks) + nChunks) % nChunks; // rolls over the whole axis
-          for (let n = 0; n < chunkLength; n++) keyPositions.push(sorted[other * chunkLength + n] % length);
+      // Per (round, query): the key positions of its window and their softmax weights (duplicates listed each time).
+      const seen: Array<Array<{ keys: number[]; weights: number[] }>> = Array.from({ length: nHashes }, () => new Array(length));
+      const chunkOfItem = new Array<number>(items);
+      sorted.forEach((t, place) => (chunkOfItem[t] = Math.floor(place / chunkLength)));
+      const windowOf = (chunk: number): number[] => {
+        const chunks: number[] = [];
+        for (let offset = -numChunksBefore; offset <= numChunksAfter; offset++) chunks.push((((chunk + offset) % nChunks) + nChunks) % nChunks);
+        return chunks;
+      };
+      const bucketOf = (t: number): number => buckets[b][h][Math.floor(t / length)][t % length];
+      // The duplicate count of reformer-pytorch: rounds in which key p's item is in the window of query i's item.
+      const duplicateCount = (i: number, p: number): number => {
+        let count = 0;
+        for (let r = 0; r < nHashes; r++) {
+          const inWindow = windowOf(chunkOfItem[r * length + i]).includes(chunkOfItem[r * length + p]);
+          if (inWindow && (acrossBuckets || bucketOf(r * length + i) === bucketOf(r * length + p))) count++;
         }
+        return count;
+      };
+      for (let chunk = 0; chunk < nChunks; chunk++) {
+        const keyItems: number[] = [];
+        for (const other of windowOf(chunk)) {
+          // rolls over the whole axis
+          for (let n = 0; n < chunkLength; n++) keyItems.push(sorted[other * chunkLength + n]);
+        }
+        const keyPositions = keyItems.map((t) => t % length);
         for (let n = 0; n < chunkLength; n++) {
           const item = sorted[chunk * chunkLength + n];
           const r = Math.floor(item / length);
           const i = item % length;
-          const logits = keyPositions.map((p) => maskedLogit(vectors[i], keys[p], i, p, b, causal, mask));
+          const logits = keyItems.map((t, k) => {
+            const p = keyPositions[k];
+            let logit = maskedLogit(vectors[i], keys[p], i, p, b, causal, mask);
+            if (!acrossBuckets && (Math.floor(t / length) !== r || bucketOf(t) !== bucketOf(item))) logit = REFERENCE_MASKED_LOGIT;
+            if (!allowDuplicates) logit -= Math.log(duplicateCount(i, p) + 1e-9);
+            return logit;
+          });
           const attended = attend(logits, keyPositions, values, valueSize);
           lse[r][i] = attended.lse;
           out[r][i] = attended.out;
+          seen[r][i] = { keys: keyPositions, weights: logits.map((l) => Math.exp(l - attended.lse)) };
         }
       }
 
       // §5: o = Σ_r exp(lse_r − logsumexp_r(lse_r)) · o_r.
+      const dense: number[][] = vectors.map(() => new Array<number>(length).fill(0));
+      (weightsOut[b] ??= [])[h] = dense;
       return vectors.map((_, i) => {
         let max = -Infinity;
         for (let r = 0; r < nHashes; r++) max = Math.max(max, lse[r][i]);
@@ -291,9 +347,45 @@ export function referenceLSHAttention(input: ReferenceLSHInput): number[][][][] 
         for (let r = 0; r < nHashes; r++) {
           const weight = Math.exp(lse[r][i] - total);
           for (let d = 0; d < valueSize; d++) combined[d] += weight * out[r][i][d];
+          seen[r][i].keys.forEach((p, k) => (dense[i][p] += weight * seen[r][i].weights[k]));
         }
         return combined;
       });
     }),
   );
+  return { output, weights: weightsOut };
+}
+
+/**
+ * Full attention (spec §7) restricted to a band, with its weights: query i
+ * sees key j only when ⌊j/C⌋ is in [⌊i/C⌋ − before, ⌊i/C⌋ + after] (keys
+ * outside are masked, −1e9): what local attention computes.
+ * @returns output [B][H][T][Dv] and weights [B][H][T][T].
+ */
+export function referenceBandAttention(
+  input: ReferenceAttentionInput & { chunkLength: number; numChunksBefore: number; numChunksAfter: number },
+): ReferenceWithWeights {
+  const { qk, v, causal, mask, chunkLength, numChunksBefore, numChunksAfter } = input;
+  const weights: number[][][][] = [];
+  const output = qk.map((perBatch, b) =>
+    perBatch.map((vectors, h) => {
+      const values = v[b][h];
+      const keys = vectors.map(normaliseKey);
+      const positions = vectors.map((_, p) => p);
+      const rows: number[][] = [];
+      (weights[b] ??= [])[h] = rows;
+      return vectors.map((query, i) => {
+        const chunk = Math.floor(i / chunkLength);
+        const logits = keys.map((key, p) => {
+          const keyChunk = Math.floor(p / chunkLength);
+          if (keyChunk < chunk - numChunksBefore || keyChunk > chunk + numChunksAfter) return REFERENCE_MASKED_LOGIT;
+          return maskedLogit(query, key, i, p, b, causal, mask);
+        });
+        const attended = attend(logits, positions, values, values[0].length);
+        rows.push(logits.map((l) => Math.exp(l - attended.lse)));
+        return Array.from(attended.out);
+      });
+    }),
+  );
+  return { output, weights };
 }

@@ -44,7 +44,7 @@ function makeStack({ depth = 3, dropout = 0, combine = 'concat', reversible = tr
     attention:
       i % 3 === 1
         ? fullSelfAttention({ numHeads: 2, causal: true, dropout, useBias: true, seed: 10 + i })
-        : lshSelfAttention({ numHeads: 2, nHashes: 2, chunkLength: i % 3 === 0 ? 4 : 8, causal: true, dropout, seed: 10 + i }),
+        : lshSelfAttention({ numHeads: 2, nHashes: 2, chunkLength: i % 3 === 0 ? 4 : 8, causal: true, dropout, fullAttentionThreshold: 0, seed: 10 + i }),
     feedForward: chunkedFeedForward({ units: 16, chunkLength: i % 2 === 0 ? 5 : undefined, dropout, activation: i % 2 === 0 ? 'relu' : 'gelu', seed: 20 + i }),
   }));
   return reversibleStack({ blocks, combine, reversible, seed });

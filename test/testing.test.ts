@@ -36,7 +36,7 @@ const VOCAB = 12;
 
 /** A causal LM: LSH blocks, or LSH and full mixed. */
 function languageModel(attention: Array<'lsh' | 'full'>, maxLength = 32): tf.LayersModel {
-  return reformerLM({ vocabSize: VOCAB, maxLength, modelSize: 16, numHeads: 2, attention, nHashes: 2, chunkLength: 8, seed: 1 });
+  return reformerLM({ vocabSize: VOCAB, maxLength, modelSize: 16, numHeads: 2, attention, nHashes: 2, chunkLength: 8, fullAttentionThreshold: 0, seed: 1 });
 }
 
 /**
@@ -48,10 +48,10 @@ function paddedModel(): tf.LayersModel {
   const embedded = tf.layers
     .embedding({ inputDim: VOCAB, outputDim: 8, maskZero: true, embeddingsInitializer: tf.initializers.randomNormal({ stddev: 1, seed: 1 }) })
     .apply(tokens);
-  const attended = lshSelfAttention({ numHeads: 2, nHashes: 3, chunkLength: 4, seed: 3 }).apply(embedded);
+  const attended = lshSelfAttention({ numHeads: 2, nHashes: 3, chunkLength: 4, fullAttentionThreshold: 0, seed: 3 }).apply(embedded);
   const stack = reversibleStack({
     blocks: [
-      { attention: lshSelfAttention({ numHeads: 2, nHashes: 2, chunkLength: 4, causal: true, seed: 4 }), feedForward: chunkedFeedForward({ units: 16, seed: 5 }) },
+      { attention: lshSelfAttention({ numHeads: 2, nHashes: 2, chunkLength: 4, causal: true, fullAttentionThreshold: 0, seed: 4 }), feedForward: chunkedFeedForward({ units: 16, seed: 5 }) },
       { attention: fullSelfAttention({ numHeads: 2, causal: true, seed: 6 }), feedForward: chunkedFeedForward({ units: 16, seed: 7 }) },
     ],
     seed: 8,
@@ -64,7 +64,7 @@ function paddedModel(): tf.LayersModel {
 function maskInputModel(): tf.LayersModel {
   const x = tf.input({ shape: [null, 8] });
   const mask = tf.input({ shape: [null] });
-  const y = lshSelfAttention({ numHeads: 2, nHashes: 2, chunkLength: 4, causal: true, seed: 11 }).apply([x, mask]) as tf.SymbolicTensor;
+  const y = lshSelfAttention({ numHeads: 2, nHashes: 2, chunkLength: 4, causal: true, fullAttentionThreshold: 0, seed: 11 }).apply([x, mask]) as tf.SymbolicTensor;
   return tf.model({ inputs: [x, mask], outputs: y });
 }
 
@@ -73,7 +73,7 @@ function sequentialModel(): tf.Sequential {
   return tf.sequential({
     layers: [
       tf.layers.embedding({ inputDim: VOCAB, outputDim: 8, maskZero: true, inputLength: 24, embeddingsInitializer: tf.initializers.randomNormal({ stddev: 1, seed: 12 }) }),
-      lshSelfAttention({ numHeads: 2, nHashes: 2, chunkLength: 4, causal: true, seed: 13 }),
+      lshSelfAttention({ numHeads: 2, nHashes: 2, chunkLength: 4, causal: true, fullAttentionThreshold: 0, seed: 13 }),
       tf.layers.dense({ units: VOCAB, kernelInitializer: tf.initializers.glorotUniform({ seed: 14 }) }),
     ],
   });
@@ -184,7 +184,7 @@ describeBackends('testing', () => {
     }
     // Every LSH-only argument set: the twin's config is a FullSelfAttention's with the shared arguments.
     const shared = { numHeads: 2, headDim: 3, causal: true, dropout: 0.1, useBias: false, seed: 5, memoryLimitBytes: 2 ** 30, checkFinite: true };
-    const lsh = new LSHSelfAttention({ ...shared, nHashes: 3, chunkLength: 4, nBuckets: 8, numChunksBefore: 2, numChunksAfter: 1, hashFamily: 'simhash', oneChunkPerRound: true, name: 'a' });
+    const lsh = new LSHSelfAttention({ ...shared, nHashes: 3, chunkLength: 4, nBuckets: 8, numChunksBefore: 2, numChunksAfter: 1, hashFamily: 'simhash', oneChunkPerRound: true, fullAttentionThreshold: 0, allowDuplicateAttention: false, attendAcrossBuckets: false, name: 'a' });
     const x = tf.input({ shape: [8, 6] });
     const lshModel = tf.model({ inputs: x, outputs: lsh.apply(x) as tf.SymbolicTensor });
     const lshOnly = Object.keys(lsh.getConfig()).filter((key) => !(key in new FullSelfAttention({ ...shared, name: 'a' }).getConfig()));
@@ -196,7 +196,7 @@ describeBackends('testing', () => {
   });
 
   it('approximationReport: error falls with more rounds, a loss row, time and memory; the model keeps its rounds; no leaks', async () => {
-    const model = reformerLM({ vocabSize: VOCAB, maxLength: 64, modelSize: 16, numHeads: 2, attention: ['lsh', 'full'], nHashes: 1, chunkLength: 8, seed: 2,
+    const model = reformerLM({ vocabSize: VOCAB, maxLength: 64, modelSize: 16, numHeads: 2, attention: ['lsh', 'full'], nHashes: 1, chunkLength: 8, fullAttentionThreshold: 0, seed: 2,
       kernelInitializer: tf.initializers.randomNormal({ stddev: 0.5, seed: 3 }) });
     const tokens = tf.randomUniformInt([1, 65], 0, VOCAB, 4);
     const inputs = tf.slice(tokens, [0, 0], [1, 64]);

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
-import { fullAttention, lshAttention } from '../src/index.js';
+import { fullAttention, lshAttention, type LSHAttentionOptions } from '../src/index.js';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { lshSelfAttention } from '../layers/index.js';
 import { attentionThreads, limitThreads, parallelCalls, parallelRunner, setParallelMinimumWork, type ParallelFunction } from '../src/parallel.js';
@@ -63,6 +63,7 @@ describe('attention threads [wasm]', () => {
     ['lshAttention, causal, padded, 3 rounds', (x, y) => lshAttention(x, y, { nHashes: 3, chunkLength: 8, causal: true, mask: padding(), seed: 5 })],
     ['lshAttention, given rotations, numChunksAfter', (x, y) => lshAttention(x, y, { nHashes: 2, chunkLength: 8, numChunksAfter: 1, seed: 6 })],
     ['fullAttention, causal, padded', (x, y) => fullAttention(x, y, { causal: true, mask: padding() })],
+    ['lshAttention, no duplicates, own buckets only', (x, y) => lshAttention(x, y, { nHashes: 2, chunkLength: 8, causal: true, allowDuplicateAttention: false, attendAcrossBuckets: false, seed: 7 })],
   ];
   for (const threads of [2, 3]) {
     for (const [name, call] of cases) {
@@ -139,7 +140,7 @@ describe('attention threads [wasm]', () => {
         const x = tf.randomNormal([2, T, 16], 0, 1, 'float32', 6);
         const y = tf.randomNormal([2, T, 4], 0, 1, 'float32', 7);
         const splitBefore = parallelCalls();
-        await model.fit(x, y, { epochs: 1, batchSize: 2, verbose: 0 });
+        await model.fit(x, y, { epochs: 1, batchSize: 2, shuffle: false, verbose: 0 });
         const split = parallelCalls() - splitBefore;
         const weights = model.getWeights().map((w) => w.dataSync().slice());
         tf.dispose([x, y]);
@@ -150,11 +151,15 @@ describe('attention threads [wasm]', () => {
       }
     };
     const one = await step(1);
+    const again = await step(1);
+    // The set-up is deterministic (same seeds and data; no shuffling: fit shuffles a batch's rows by default, which
+    // changes the summation order), so a difference below is the threads'.
+    again.weights.forEach((w, i) => expect(firstDifference(tf.tensor(w), tf.tensor(one.weights[i])), `weight ${i} on one thread twice`).toBe(-1));
     const two = await step(2);
     expect(one.split).toBe(0);
     expect(two.split).toBe(2); // the attention's forward and its gradient
     expect(two.weights.length).toBe(one.weights.length);
-    two.weights.forEach((w, i) => expect(firstDifference(tf.tensor(w), tf.tensor(one.weights[i]))).toBe(-1));
+    two.weights.forEach((w, i) => expect(firstDifference(tf.tensor(w), tf.tensor(one.weights[i])), `weight ${i}`).toBe(-1));
   });
 
   it('a worker’s error comes back as an error of the call, and the pool still works after it', async () => {
@@ -180,7 +185,7 @@ describe('attention threads [wasm]', () => {
     const [x, y] = [qk(), v()];
     const before = parallelCalls();
     tf.dispose(lshAttention(x, y, { nHashes: 1, chunkLength: 8, seed: 1, dropout: 0.1, dropoutSeed: 3 }));
-    tf.dispose(lshAttention(x, y, { nHashes: 1, chunkLength: 8, seed: 1, futureOption: true } as never));
+    tf.dispose(lshAttention(x, y, { nHashes: 1, chunkLength: 8, seed: 1, futureOption: true } as LSHAttentionOptions));
     const minimum = setParallelMinimumWork(1 << 30);
     tf.dispose(lshAttention(x, y, { nHashes: 1, chunkLength: 8, seed: 1 }));
     setParallelMinimumWork(minimum);

@@ -29,6 +29,9 @@ export const LSH_ONLY_ARGS: readonly string[] = [
   'numChunksAfter',
   'hashFamily',
   'oneChunkPerRound',
+  'fullAttentionThreshold',
+  'allowDuplicateAttention',
+  'attendAcrossBuckets',
 ];
 
 /** The LSH layer classes and the full-attention class each becomes in a twin (same weights, same arguments less LSH_ONLY_ARGS). */

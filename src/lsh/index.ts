@@ -48,11 +48,14 @@ export {
 export { exactSearch, recallAtK, type ExactSearchOptions, type SearchResult } from './exact.js';
 export { MAX_PROBES, probeSequence, type Probe } from './probe.js';
 export { familyFromJSON, type FamilyLoadOptions } from './serialize.js';
+export { tuneIndex, type TuneOptions, type TuneResult, type TuneTrial } from './tune.js';
+export { BINARY_CHUNK_BYTES, BINARY_MAGIC, type BinarySource } from './binary.js';
 export {
   INDEX_FORMAT,
   LOAD_CHECK_ROUNDING,
   LOAD_CHECK_ROWS,
   LSHIndex,
+  type IndexMemory,
   type IndexStats,
   type LSHId,
   type LSHIndexJSON,

@@ -13,6 +13,7 @@ import { assertNonNegativeInteger, assertPositiveInteger } from '../validate.js'
 import { base64ToFloat32, base64ToInt32, describeValue, float32ToBase64, int32ToBase64 } from './encoding.js';
 import { assertSavedPositiveInteger, checkVectors, type HashFamily, type HashFamilyJSON } from './family.js';
 import {
+  builtInRbfGamma,
   checkSimilarity,
   dot,
   kernelToJSON,
@@ -22,8 +23,17 @@ import {
   type KernelJSON,
   type Similarity,
 } from './similarity.js';
-import { MAX_PROBES, probeSequence } from './probe.js';
+import { MAX_PROBES, probeInto } from './probe.js';
 import { familyFromJSON } from './serialize.js';
+import { FlatTable, RowStore } from './store.js';
+import { tuneIndex, type TuneOptions, type TuneResult } from './tune.js';
+import { BINARY_MAGIC, ChunkReader, writeBinary, type BinarySource } from './binary.js';
+
+/** Rows hashed per family call: about this many floats of digit scores (64 MiB). */
+export const HASH_BLOCK_FLOATS = 2 ** 24;
+
+/** Queries handled per re-rank call (bounds the scratch memory of one call). */
+const QUERY_CHUNK = 1024;
 
 /** An item's id: a number or a string. */
 export type LSHId = number | string;
@@ -35,6 +45,16 @@ export interface LSHIndexOptions {
    * family's kernel for KernelizedLSH, else 'cosine'.
    */
   similarity?: Similarity;
+  /**
+   * Keep the stored vectors in WebAssembly memory and re-rank there with
+   * SIMD (same values as plain JavaScript, several times faster). Default
+   * true; false (or no WebAssembly SIMD) re-ranks in plain JavaScript.
+   */
+  wasm?: boolean;
+  /** Probes a query uses when its options do not say (see {@link QueryOptions.probes}). Default 0. */
+  probes?: number;
+  /** Whether dispose() also disposes the family. Default false. */
+  ownsFamily?: boolean;
 }
 
 /** Options of {@link LSHIndex.query}. */
@@ -43,7 +63,8 @@ export interface QueryOptions {
    * Extra buckets probed per query, over all tables together, reached by
    * moving the least certain digits first (multi-probe); at most
    * {@link MAX_PROBES}. More than the L·(A^M − 1) other buckets there are
-   * probes them all. Default 0.
+   * probes them all. Default: the index's `probes` option (0 unless set,
+   * e.g. by {@link LSHIndex.tune}).
    */
   probes?: number;
 }
@@ -82,10 +103,26 @@ export interface IndexStats {
   nTables: number;
   /** Bits per key. */
   keyBits: number;
+  /** Memory held by the index, in bytes. */
+  memory: IndexMemory;
   /** Per table. */
   tables: TableStats[];
   /** Means over the tables. */
   mean: TableStats;
+}
+
+/** Bytes held by an index (its typed arrays; the ids' JavaScript array and map are not counted). */
+export interface IndexMemory {
+  /** The stored vectors (allocated rows × D × 4). */
+  vectorBytes: number;
+  /** The keys, L per allocated row. */
+  keyBytes: number;
+  /** The flat tables: key hashes, bucket offsets and members. */
+  tableBytes: number;
+  /** Norms, liveness flags, query scratch. */
+  otherBytes: number;
+  /** All of the above over the vectors stored. */
+  bytesPerVector: number;
 }
 
 /** A saved index. */
@@ -102,6 +139,8 @@ export interface LSHIndexJSON {
   vectors: string;
   /** base64 little-endian int32 [size, L]: the keys, so a load never rehashes. */
   keys: string;
+  /** The index's default probes (absent: 0). */
+  probes?: number;
 }
 
 /** Options of {@link LSHIndex.fromJSON}. */
@@ -140,8 +179,10 @@ export const LOAD_CHECK_ROUNDING = 1e-3;
 export class LSHIndex {
   readonly family: HashFamily;
   readonly similarity: Similarity;
+  /** Probes used when a query does not say. */
+  readonly defaultProbes: number;
   private ownsFamily: boolean;
-  private vectors = new Float32Array(0);
+  private readonly store: RowStore;
   private slotKeys = new Int32Array(0);
   private norms = new Float32Array(0);
   private alive = new Uint8Array(0);
@@ -150,9 +191,10 @@ export class LSHIndex {
   private live = 0;
   private nextId = 0;
   private readonly idToSlot = new Map<LSHId, number>();
-  private readonly tables: Map<number, number[]>[];
-  private marks = new Int32Array(0);
-  private markStamp = 0;
+  /** The tables, rebuilt from slotKeys after any add or remove (null until then). */
+  private tables: FlatTable[] | null = null;
+  private visited = new Uint8Array(0);
+  private candidates = new Int32Array(1024);
   private disposed = false;
 
   /**
@@ -175,8 +217,28 @@ export class LSHIndex {
     checkSimilarity(who, similarity);
     this.family = family;
     this.similarity = similarity;
-    this.ownsFamily = false;
-    this.tables = Array.from({ length: family.nTables }, () => new Map<number, number[]>());
+    const probes = options.probes ?? 0;
+    assertNonNegativeInteger(who, 'probes', probes);
+    if (probes > MAX_PROBES) throw new Error(`${who}: probes must be at most MAX_PROBES = ${MAX_PROBES}, got ${probes}`);
+    this.defaultProbes = probes;
+    this.ownsFamily = options.ownsFamily ?? false;
+    this.store = new RowStore(family.dim, options.wasm ?? true);
+  }
+
+  /**
+   * Chooses family parameters, tables and probes for a target recall@k on a
+   * sample of the data and held-out queries, and reports the recall and
+   * speed to expect (see {@link tuneIndex}). The way to start:
+   *
+   * ```ts
+   * const tuned = await LSHIndex.tune(data, { k: 10, targetRecall: 0.9 });
+   * console.log(tuned.best, tuned.speedup); // the setting, and its speed over an exact scan
+   * const index = await tuned.build(data);
+   * ```
+   * @param sample float32 [n, D]: the data, or a sample as large as the index will be.
+   */
+  static tune(sample: tf.Tensor2D, options?: TuneOptions): Promise<TuneResult> {
+    return tuneIndex(sample, options);
   }
 
   /** Vectors stored. */
@@ -187,6 +249,11 @@ export class LSHIndex {
   /** D. */
   get dim(): number {
     return this.family.dim;
+  }
+
+  /** Whether candidates are re-ranked in WebAssembly (see {@link LSHIndexOptions.wasm}). */
+  get wasm(): boolean {
+    return this.store.wasm;
   }
 
   /** Whether an id is stored. */
@@ -237,19 +304,11 @@ export class LSHIndex {
         throw new Error(`${who}: ids must be an id (a string or number) or an array of ids, got ${describeValue(id)}${where}`);
       }
     });
-    const L = this.family.nTables;
     let removed = 0;
     for (const id of list) {
       const slot = this.idToSlot.get(id);
       if (slot === undefined) continue;
-      for (let t = 0; t < L; t++) {
-        const key = this.slotKeys[slot * L + t];
-        const bucket = this.tables[t].get(key);
-        if (bucket === undefined) continue;
-        const at = bucket.indexOf(slot);
-        if (at >= 0) bucket.splice(at, 1);
-        if (bucket.length === 0) this.tables[t].delete(key);
-      }
+      this.tables = null;
       this.alive[slot] = 0;
       this.idToSlot.delete(id);
       this.live--;
@@ -274,7 +333,7 @@ export class LSHIndex {
       throw new Error(`${who}: options must be an object like { probes: 8 }, got ${describeValue(options)}`);
     }
     const { nTables: L, digitsPerKey: M, digitBase: A } = this.family;
-    const requested = options.probes ?? 0;
+    const requested = options.probes ?? this.defaultProbes;
     assertNonNegativeInteger(who, 'probes', requested);
     // Beyond the other buckets there are (L·(A^M − 1)), more probes find nothing more.
     const probes = Math.min(requested, L * (A ** M - 1));
@@ -298,48 +357,105 @@ export class LSHIndex {
       scoreTensor.dispose();
     }
 
-    // Candidates: union of the buckets, each stored vector once per query.
-    if (this.marks.length < this.slots) this.marks = new Int32Array(Math.max(this.slots, 2 * this.marks.length));
-    const marks = this.marks;
-    const perQuery: number[][] = [];
-    const bucketCounts: number[] = [];
-    for (let i = 0; i < q; i++) {
-      const stamp = ++this.markStamp;
-      const found: number[] = [];
-      let buckets = L;
-      const visit = (table: number, key: number): void => {
-        const bucket = this.tables[table].get(key);
-        if (bucket === undefined) return;
-        for (let b = 0; b < bucket.length; b++) {
-          const slot = bucket[b];
-          if (marks[slot] !== stamp) {
-            marks[slot] = stamp;
-            found.push(slot);
-          }
+    const tables = this.ensureTables();
+    const out: QueryResult[] = [];
+    for (let start = 0; start < q; start += QUERY_CHUNK) {
+      const n = Math.min(QUERY_CHUNK, q - start);
+      out.push(...(await this.queryChunk(who, queryValues, keys, scores, start, n, k, probes, tables)));
+    }
+    return out;
+  }
+
+  /**
+   * Queries [start, start + n) of a batch: candidates from flat tables
+   * (de-duplicated with a visited bitmap), one re-rank call for the chunk,
+   * partial top-k.
+   */
+  private async queryChunk(
+    who: string,
+    queryValues: Float32Array,
+    keys: Int32Array,
+    scores: Float32Array | null,
+    start: number,
+    n: number,
+    k: number,
+    probes: number,
+    tables: FlatTable[],
+  ): Promise<QueryResult[]> {
+    const { nTables: L, digitsPerKey: M, digitBase: A } = this.family;
+    const dim = this.dim;
+    if (this.visited.length < this.slots) this.visited = new Uint8Array(Math.max(this.slots, 2 * this.visited.length));
+    const visited = this.visited;
+    const starts = new Int32Array(n + 1);
+    const bucketCounts = new Int32Array(n);
+    let cands = this.candidates;
+    let cursor = 0;
+    const visit = (table: FlatTable, key: number): void => {
+      const b = table.bucket(key);
+      if (b < 0) return;
+      const from = table.offsets[b];
+      const to = table.offsets[b + 1];
+      if (cursor + (to - from) > cands.length) {
+        const bigger = new Int32Array(Math.max(2 * cands.length, cursor + (to - from)));
+        bigger.set(cands.subarray(0, cursor));
+        cands = bigger;
+        this.candidates = bigger;
+      }
+      const members = table.members;
+      for (let m = from; m < to; m++) {
+        const slot = members[m];
+        if (visited[slot] === 0) {
+          visited[slot] = 1;
+          cands[cursor++] = slot;
         }
-      };
-      for (let t = 0; t < L; t++) visit(t, keys[i * L + t]);
+      }
+    };
+    const probeTables = new Int32Array(probes);
+    const probeKeys = new Int32Array(probes);
+    for (let i = 0; i < n; i++) {
+      const row = start + i;
+      starts[i] = cursor;
+      let buckets = L;
+      for (let t = 0; t < L; t++) visit(tables[t], keys[row * L + t]);
       if (scores !== null) {
-        for (const probe of probeSequence(scores, i * L * M * A, L, M, A, probes)) {
-          if (probe.key === keys[i * L + probe.table]) continue;
-          visit(probe.table, probe.key);
+        const found = probeInto(scores, row * L * M * A, L, M, A, probes, probeTables, probeKeys);
+        for (let p = 0; p < found; p++) {
+          const table = probeTables[p];
+          if (probeKeys[p] === keys[row * L + table]) continue;
+          visit(tables[table], probeKeys[p]);
           buckets++;
         }
       }
-      perQuery.push(found);
-      bucketCounts.push(buckets);
+      for (let j = starts[i]; j < cursor; j++) visited[cands[j]] = 0;
+      bucketCounts[i] = buckets;
     }
+    starts[n] = cursor;
 
-    const similarities = await this.rerank(queryValues, perQuery);
-    return perQuery.map((found, i) => {
-      const best = topK(similarities[i], found, k);
-      return {
-        ids: best.map((j) => this.slotIds[found[j]]),
-        scores: best.map((j) => similarities[i][j]),
-        candidates: found.length,
+    const sims = await this.rerank(who, queryValues.subarray(start * dim, (start + n) * dim), n, cands, starts, k);
+    const results: QueryResult[] = [];
+    for (let i = 0; i < n; i++) {
+      const best = topK(sims, cands, starts[i], starts[i + 1], k);
+      results.push({
+        ids: Array.from(best, (j) => this.slotIds[cands[j]]),
+        scores: Array.from(best, (j) => sims[j]),
+        candidates: starts[i + 1] - starts[i],
         buckets: bucketCounts[i],
-      };
-    });
+      });
+    }
+    return results;
+  }
+
+  /** The flat tables, rebuilt from the keys after any add or remove. */
+  private ensureTables(): FlatTable[] {
+    if (this.tables === null) {
+      const L = this.family.nTables;
+      const bucketOf = new Int32Array(this.slots);
+      this.tables = Array.from(
+        { length: L },
+        (_, t) => new FlatTable(this.slotKeys, this.alive, this.slots, this.live, L, t, bucketOf),
+      );
+    }
+    return this.tables;
   }
 
   /** Bucket occupancy per table and on average. */
@@ -347,12 +463,13 @@ export class LSHIndex {
     this.checkNotDisposed('LSHIndex.stats');
     const n = this.live;
     const keyBits = this.family.keyBits;
-    const tables = this.tables.map((table): TableStats => {
+    const flat = this.ensureTables();
+    const tables = flat.map((table): TableStats => {
       let largest = 0;
       let squares = 0;
       let entropy = 0;
       // Sorted sizes: the sums do not depend on the order buckets were created in (a loaded index matches).
-      const sizes = Array.from(table.values(), (bucket) => bucket.length).sort((a, b) => a - b);
+      const sizes = Array.from({ length: table.size }, (_, b) => table.offsets[b + 1] - table.offsets[b]).sort((a, b) => a - b);
       for (const size of sizes) {
         largest = Math.max(largest, size);
         squares += size * size;
@@ -369,10 +486,22 @@ export class LSHIndex {
     });
     const meanOf = (pick: (s: TableStats) => number): number =>
       tables.reduce((sum, s) => sum + pick(s), 0) / Math.max(1, tables.length);
+    const L = this.family.nTables;
+    const vectorBytes = this.store.bytes;
+    const keyBytes = this.slotKeys.byteLength;
+    const tableBytes = flat.reduce((sum, table) => sum + table.bytes, 0);
+    const otherBytes = this.norms.byteLength + this.alive.byteLength + this.visited.byteLength + this.candidates.byteLength;
     return {
       size: n,
-      nTables: this.family.nTables,
+      nTables: L,
       keyBits,
+      memory: {
+        vectorBytes,
+        keyBytes,
+        tableBytes,
+        otherBytes,
+        bytesPerVector: n > 0 ? (vectorBytes + keyBytes + tableBytes + otherBytes) / n : 0,
+      },
       tables,
       mean: {
         buckets: meanOf((s) => s.buckets),
@@ -392,10 +521,11 @@ export class LSHIndex {
     const vectors = new Float32Array(this.live * dim);
     const keys = new Int32Array(this.live * L);
     const ids: LSHId[] = [];
+    const stored = this.store.rows();
     let row = 0;
     for (let s = 0; s < this.slots; s++) {
       if (!this.alive[s]) continue;
-      vectors.set(this.vectors.subarray(s * dim, (s + 1) * dim), row * dim);
+      vectors.set(stored.subarray(s * dim, (s + 1) * dim), row * dim);
       keys.set(this.slotKeys.subarray(s * L, (s + 1) * L), row * L);
       ids.push(this.slotIds[s]);
       row++;
@@ -411,6 +541,7 @@ export class LSHIndex {
       ids,
       vectors: float32ToBase64(vectors),
       keys: int32ToBase64(keys),
+      ...(this.defaultProbes > 0 ? { probes: this.defaultProbes } : {}),
     };
   }
 
@@ -426,53 +557,179 @@ export class LSHIndex {
    */
   static fromJSON(json: LSHIndexJSON, options: LSHIndexLoadOptions = {}): LSHIndex {
     const who = 'LSHIndex.fromJSON';
-    if (json === null || typeof json !== 'object' || json.format !== INDEX_FORMAT) {
-      const found = json !== null && typeof json === 'object' ? `format ${describeValue(json.format)}` : describeValue(json);
-      throw new Error(`${who}: expected a saved index with format '${INDEX_FORMAT}' (from index.toJSON()), got ${found}`);
-    }
-    if (options === null || typeof options !== 'object') {
-      throw new Error(`${who}: options must be an object like { kernels: { name: fn } }, got ${describeValue(options)}`);
-    }
-    if (json.version !== 1) throw new Error(`${who}: version must be 1, got ${describeValue(json.version)}`);
-    if (typeof json.size !== 'number' || !Number.isSafeInteger(json.size) || json.size < 0) {
-      throw new Error(`${who}: size must be a non-negative integer (the number of stored vectors), got ${describeValue(json.size)}`);
-    }
-    assertSavedPositiveInteger(who, 'dim', json.dim);
-    if (typeof json.nextId !== 'number' || !Number.isSafeInteger(json.nextId) || json.nextId < 0) {
-      throw new Error(
-        `${who}: nextId must be an integer in [0, ${Number.MAX_SAFE_INTEGER}] (the next default id), got ${describeValue(json.nextId)}; ` +
-          'the saved JSON is edited',
-      );
-    }
+    checkSavedHeader(who, json, options, 'index.toJSON()');
     const ids = checkSavedIds(who, json.ids, json.size);
     const vectors = base64ToFloat32(who, 'vectors', json.vectors, json.size * json.dim, `[size, dim] = [${json.size}, ${json.dim}]`);
     checkFinite(who, 'vectors', vectors, json.dim, 'the saved JSON is corrupted');
     const family = familyFromJSON(json.family, options);
     try {
-      if (family.dim !== json.dim) {
-        throw new Error(`${who}: dim must match family.dim = ${family.dim}, got ${json.dim}; the saved JSON is edited`);
-      }
       const L = family.nTables;
+      checkFamilyDim(who, family, json.dim);
       const keys = base64ToInt32(who, 'keys', json.keys, json.size * L, `[size, family.nTables] = [${json.size}, ${L}]`);
-      const keyCount = family.digitBase ** family.digitsPerKey;
-      const bad = keys.findIndex((key) => key < 0 || key >= keyCount);
-      if (bad >= 0) {
-        throw new Error(
-          `${who}: keys must be in [0, ${keyCount}) (the family's ${family.digitsPerKey} digits in base ${family.digitBase}), ` +
-            `got ${keys[bad]} for row ${Math.floor(bad / L)}, table ${bad % L}; the keys or the family were edited`,
-        );
-      }
-      const similarity = json.similarity === 'cosine' ? 'cosine' : loadKernel(who, 'similarity', json.similarity, options.kernels);
-      checkKeysAgainstFamily(who, family, vectors, keys, json.size);
-      const index = new LSHIndex(family, { similarity });
-      index.ownsFamily = true;
-      index.append(who, vectors, keys, ids);
-      index.nextId = json.nextId;
+      const index = LSHIndex.loaded(who, json, family, options);
+      index.reserveSlots(who, json.size);
+      index.store.rows().set(vectors);
+      index.finishLoad(who, keys, ids, json.nextId);
       return index;
     } catch (error) {
       family.dispose();
       throw error;
     }
+  }
+
+  /**
+   * The index in the binary format, as chunks of at most 4 MiB: write them
+   * to a file or a stream (Node: `stream.Readable.from(index.toBinary())`
+   * piped to `fs.createWriteStream(path)`; a browser: `new Blob([...index.toBinary()])`).
+   * Smaller and far faster than JSON for large indexes; see
+   * src/lsh/binary.ts for the layout (magic, header, vectors, keys, ids,
+   * each with a checksum).
+   */
+  *toBinary(): Generator<Uint8Array> {
+    const who = 'LSHIndex.toBinary';
+    this.checkNotDisposed(who);
+    const L = this.family.nTables;
+    const dim = this.dim;
+    const contiguous = this.live === this.slots;
+    // Rows in place when none was removed (chunks are copied as they go out), else compacted once.
+    let vectors: Float32Array;
+    let keys: Int32Array;
+    const ids: LSHId[] = [];
+    if (contiguous) {
+      vectors = this.store.rows().subarray(0, this.slots * dim);
+      keys = this.slotKeys.subarray(0, this.slots * L);
+      for (let s = 0; s < this.slots; s++) ids.push(this.slotIds[s]);
+    } else {
+      vectors = new Float32Array(this.live * dim);
+      keys = new Int32Array(this.live * L);
+      const stored = this.store.rows();
+      let row = 0;
+      for (let s = 0; s < this.slots; s++) {
+        if (!this.alive[s]) continue;
+        vectors.set(stored.subarray(s * dim, (s + 1) * dim), row * dim);
+        keys.set(this.slotKeys.subarray(s * L, (s + 1) * L), row * L);
+        ids.push(this.slotIds[s]);
+        row++;
+      }
+    }
+    const numeric = ids.every((id) => typeof id === 'number');
+    const header = {
+      format: INDEX_FORMAT,
+      version: 1,
+      family: this.family.toJSON(),
+      similarity: this.similarity === 'cosine' ? 'cosine' : kernelToJSON(this.similarity),
+      dim,
+      size: this.live,
+      nextId: this.nextId,
+      idKind: numeric ? 'number' : 'json',
+      ...(this.defaultProbes > 0 ? { probes: this.defaultProbes } : {}),
+    };
+    yield* writeBinary(who, () => ({
+      header,
+      vectors,
+      keys,
+      ids: numeric ? Float64Array.from(ids as number[]) : ids,
+    }));
+  }
+
+  /**
+   * Loads an index saved with {@link LSHIndex.toBinary}, reading the source
+   * chunk by chunk straight into the index's storage. Checks as
+   * {@link LSHIndex.fromJSON} does, plus the magic bytes, each section's
+   * checksum and the end mark: a truncated or altered file is an error
+   * naming what is wrong.
+   * @param source the bytes, or chunks (an iterable or async iterable of
+   *   Uint8Array: a Node `fs.createReadStream(path)`, a web ReadableStream).
+   */
+  static async fromBinary(source: BinarySource, options: LSHIndexLoadOptions = {}): Promise<LSHIndex> {
+    const who = 'LSHIndex.fromBinary';
+    const reader = new ChunkReader(who, source);
+    const magic = await reader.read(8, 'the magic bytes');
+    if (String.fromCharCode(...magic) !== BINARY_MAGIC) {
+      throw new Error(
+        `${who}: expected a binary index starting with '${BINARY_MAGIC}' (from index.toBinary()), got the bytes [${Array.from(magic).join(', ')}]; ` +
+          'for a JSON file use LSHIndex.fromJSON(JSON.parse(text))',
+      );
+    }
+    const version = await reader.u32('the version');
+    if (version !== 1) throw new Error(`${who}: version must be 1, got ${version}; save the index again with this library`);
+    const headerBytes = await reader.u32('the header length');
+    if (headerBytes > 1 << 30) throw new Error(`${who}: the header length ${headerBytes} is not plausible; the file is corrupted`);
+    let header: LSHIndexJSON & { idKind?: unknown };
+    try {
+      header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await reader.read(headerBytes, 'the header'))) as typeof header;
+    } catch (error) {
+      if (error instanceof Error && error.message.startsWith(who)) throw error;
+      throw new Error(`${who}: the header is not valid JSON (${String(error)}); the file is corrupted`);
+    }
+    checkSavedHeader(who, header, options, 'index.toBinary()');
+    if (header.idKind !== 'number' && header.idKind !== 'json') {
+      throw new Error(`${who}: idKind must be 'number' or 'json', got ${describeValue(header.idKind)}; the file is corrupted`);
+    }
+    const family = familyFromJSON(header.family, options);
+    let index: LSHIndex | undefined;
+    try {
+      checkFamilyDim(who, family, header.dim);
+      const { size, dim } = header;
+      const L = family.nTables;
+      index = LSHIndex.loaded(who, header, family, options);
+      index.reserveSlots(who, size);
+      const rows = index.store.rows();
+      await reader.section(new Uint8Array(rows.buffer, rows.byteOffset, size * dim * 4), `the vectors ([size, dim] = [${size}, ${dim}] f32)`);
+      const keys = new Int32Array(size * L);
+      await reader.section(new Uint8Array(keys.buffer), `the keys ([size, family.nTables] = [${size}, ${L}] i32)`);
+      let ids: LSHId[];
+      if (header.idKind === 'number') {
+        const numbers = new Float64Array(size);
+        await reader.section(new Uint8Array(numbers.buffer), `the ids (${size} f64)`);
+        ids = Array.from(numbers);
+      } else {
+        const length = await reader.u32('the ids length');
+        if (length % 4 !== 0 || length > 2 ** 31) throw new Error(`${who}: the ids length ${length} is not plausible; the file is corrupted`);
+        const text = new Uint8Array(length);
+        await reader.section(text, 'the ids (JSON)');
+        try {
+          ids = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(text)) as LSHId[];
+        } catch (error) {
+          throw new Error(`${who}: the ids are not valid JSON (${String(error)}); the file is corrupted`);
+        }
+      }
+      await reader.expectEnd();
+      checkFinite(who, 'vectors', index.store.rows().subarray(0, size * dim), dim, 'the file is corrupted');
+      index.finishLoad(who, keys, checkSavedIds(who, ids, size), header.nextId);
+      return index;
+    } catch (error) {
+      if (index !== undefined) index.dispose(); // owns the family: frees it
+      else family.dispose();
+      throw error;
+    }
+  }
+
+  /** An empty index for a load: it owns the family. */
+  private static loaded(who: string, saved: LSHIndexJSON, family: HashFamily, options: LSHIndexLoadOptions): LSHIndex {
+    const similarity = saved.similarity === 'cosine' ? 'cosine' : loadKernel(who, 'similarity', saved.similarity, options.kernels);
+    const probes = saved.probes ?? 0;
+    if (typeof probes !== 'number' || !Number.isSafeInteger(probes) || probes < 0 || probes > MAX_PROBES) {
+      throw new Error(`${who}: probes must be an integer in [0, ${MAX_PROBES}], got ${describeValue(probes)}; the saved index is edited`);
+    }
+    return new LSHIndex(family, { similarity, probes, ownsFamily: true });
+  }
+
+  /** Checks the loaded keys (range, and rehashed rows against the family) and stores the rows written to the store. */
+  private finishLoad(who: string, keys: Int32Array, ids: LSHId[], nextId: number): void {
+    const family = this.family;
+    const L = family.nTables;
+    const keyCount = family.digitBase ** family.digitsPerKey;
+    const bad = keys.findIndex((key) => key < 0 || key >= keyCount);
+    if (bad >= 0) {
+      throw new Error(
+        `${who}: keys must be in [0, ${keyCount}) (the family's ${family.digitsPerKey} digits in base ${family.digitBase}), ` +
+          `got ${keys[bad]} for row ${Math.floor(bad / L)}, table ${bad % L}; the keys or the family were edited`,
+      );
+    }
+    checkKeysAgainstFamily(who, family, this.store.rows().subarray(0, ids.length * this.dim), keys, ids.length);
+    this.commitRows(keys, ids);
+    this.nextId = nextId;
   }
 
   /**
@@ -490,8 +747,31 @@ export class LSHIndex {
     if (this.disposed) throw new Error(`${who}: this index was disposed; build or load a new one`);
   }
 
-  /** The family's keys for rows already checked, read back: int32 [N, L]. */
+  /**
+   * The family's keys for rows already checked, read back: int32 [N, L].
+   * Hashed in blocks of rows so a family's intermediate [rows, L·M·A]
+   * scores stay near {@link HASH_BLOCK_FLOATS} floats (a rotation hash of
+   * 100,000 rows in 32 tables at once needs gigabytes).
+   */
   private async hashRows(who: string, x: tf.Tensor2D): Promise<Int32Array> {
+    const { nTables: L, digitsPerKey: M, digitBase: A } = this.family;
+    const n = x.shape[0];
+    const block = Math.max(1, Math.floor(HASH_BLOCK_FLOATS / (L * M * A)));
+    if (n <= block) return this.hashBlock(who, x);
+    const out = new Int32Array(n * L);
+    for (let start = 0; start < n; start += block) {
+      const rows = Math.min(block, n - start);
+      const part = tf.slice(x, [start, 0], [rows, x.shape[1]]) as tf.Tensor2D;
+      try {
+        out.set(await this.hashBlock(who, part), start * L);
+      } finally {
+        part.dispose();
+      }
+    }
+    return out;
+  }
+
+  private async hashBlock(who: string, x: tf.Tensor2D): Promise<Int32Array> {
     const keysTensor = this.family.hash(x);
     try {
       const expected = [x.shape[0], this.family.nTables];
@@ -541,15 +821,18 @@ export class LSHIndex {
         throw new Error(`${who}: id ${JSON.stringify(id)} was stored meanwhile by another add (ids must be unique); await one add before the next`);
       }
     }
-    const n = ids.length;
-    const dim = this.dim;
+    this.reserveSlots(who, ids.length);
+    this.store.rows().set(values, this.slots * this.dim);
+    this.commitRows(keys, ids);
+  }
+
+  /** Room for n more rows in every per-slot array. */
+  private reserveSlots(who: string, n: number): void {
     const L = this.family.nTables;
     const needed = this.slots + n;
-    if (needed * dim > this.vectors.length) {
-      const capacity = Math.max(needed, 2 * (this.vectors.length / Math.max(dim, 1)), 64);
-      const vectors = new Float32Array(capacity * dim);
-      vectors.set(this.vectors.subarray(0, this.slots * dim));
-      this.vectors = vectors;
+    if (needed > this.alive.length) {
+      const capacity = Math.max(needed, 2 * this.alive.length, 64);
+      this.store.reserve(who, capacity);
       const slotKeys = new Int32Array(capacity * L);
       slotKeys.set(this.slotKeys.subarray(0, this.slots * L));
       this.slotKeys = slotKeys;
@@ -560,92 +843,219 @@ export class LSHIndex {
       norms.set(this.norms.subarray(0, this.slots));
       this.norms = norms;
     }
-    this.vectors.set(values, this.slots * dim);
+    this.store.reserve(who, needed);
+  }
+
+  /** Stores n rows already written to the store at slots [slots, slots + n): their keys and ids. */
+  private commitRows(keys: Int32Array, ids: LSHId[]): void {
+    const n = ids.length;
+    const dim = this.dim;
+    const L = this.family.nTables;
+    const values = this.store.rows();
     this.slotKeys.set(keys, this.slots * L);
     for (let i = 0; i < n; i++) {
       const slot = this.slots + i;
       this.alive[slot] = 1;
-      this.norms[slot] = Math.sqrt(dot(values, i * dim, values, i * dim, dim));
+      this.norms[slot] = Math.sqrt(dot(values, slot * dim, values, slot * dim, dim));
       this.slotIds[slot] = ids[i];
       this.idToSlot.set(ids[i], slot);
-      for (let t = 0; t < L; t++) {
-        const key = keys[i * L + t];
-        const bucket = this.tables[t].get(key);
-        if (bucket === undefined) this.tables[t].set(key, [slot]);
-        else bucket.push(slot);
-      }
     }
+    this.tables = null;
     this.slots += n;
     this.live += n;
   }
 
   /**
-   * Similarities of every query to its candidates. Cosine and kernels with a
-   * JavaScript `pair` run over the stored rows directly (faster than
-   * gathering rows into tensors on every backend measured); other kernels
-   * get one [1, c] `matrix` call per query.
+   * Cosine re-ranking in two stages, with the same answers as the exact
+   * path: every candidate's dot product in f32 SIMD (several times faster),
+   * whose error is at most ε = γ_n·‖q‖·‖x‖ (γ_n = n·u/(1 − n·u), u = 2^-24,
+   * n = D + 8; Cauchy–Schwarz bounds Σ|q_i·x_i|), so in cosine units at most
+   * γ_n. A candidate whose approximate cosine plus ε (plus 2^-21 for the
+   * final rounding to f32, so it cannot even tie) is below the k-th largest
+   * approximate cosine minus ε cannot be in the top k; every other candidate
+   * is scored exactly (the f64 `dots` kernel) and only those are ranked.
+   * Excluded candidates get −Infinity in `sims`.
    */
-  private async rerank(queryValues: Float32Array, perQuery: number[][]): Promise<Float32Array[]> {
-    const who = 'LSHIndex.query';
+  private rerankCosineTwoStage(
+    who: string,
+    queryValues: Float32Array,
+    n: number,
+    cands: Int32Array,
+    starts: Int32Array,
+    k: number,
+    sims: Float32Array,
+  ): void {
     const dim = this.dim;
-    const stored = this.vectors;
-    const similarity = this.similarity;
-    const out = perQuery.map((found) => new Float32Array(found.length));
-    for (let i = 0; i < perQuery.length; i++) {
-      const found = perQuery[i];
-      const sims = out[i];
-      const offset = i * dim;
-      if (similarity === 'cosine') {
-        const queryNorm = Math.sqrt(dot(queryValues, offset, queryValues, offset, dim));
-        const norms = this.norms;
-        for (let j = 0; j < found.length; j++) {
-          const slot = found[j];
-          const scale = queryNorm * norms[slot];
-          sims[j] = scale > 0 ? dot(queryValues, offset, stored, slot * dim, dim) / scale : 0;
+    const total = starts[n];
+    const approx = new Float32Array(total);
+    this.store.rerank(who, 'dotF32', queryValues, n, cands, starts, approx);
+    const gammaN = ((dim + 8) * F32_UNIT) / (1 - (dim + 8) * F32_UNIT);
+    const epsilon = 1.01 * gammaN + 1e-12;
+    const margin = 2 ** -21;
+    const norms = this.norms;
+    const cosines = new Float64Array(total);
+    const heap = new Float64Array(k);
+    const queryNorms = new Float64Array(n);
+    // Survivors: their slots, per-query offsets, and where each goes back in `sims`.
+    const exactCands = new Int32Array(total);
+    const exactAt = new Int32Array(total);
+    const exactStarts = new Int32Array(n + 1);
+    let kept = 0;
+    for (let i = 0; i < n; i++) {
+      exactStarts[i] = kept;
+      const from = starts[i];
+      const to = starts[i + 1];
+      const queryNorm = Math.sqrt(dot(queryValues, i * dim, queryValues, i * dim, dim));
+      queryNorms[i] = queryNorm;
+      let finite = true;
+      for (let j = from; j < to; j++) {
+        const scale = queryNorm * norms[cands[j]];
+        cosines[j] = scale > 0 ? approx[j] / scale : 0;
+        if (!Number.isFinite(cosines[j])) finite = false;
+      }
+      const threshold = finite && to - from > k ? kthLargest(cosines, from, to, k, heap) - epsilon : -Infinity;
+      for (let j = from; j < to; j++) {
+        if (cosines[j] + epsilon + margin < threshold) {
+          sims[j] = -Infinity;
+        } else {
+          exactCands[kept] = cands[j];
+          exactAt[kept++] = j;
         }
-      } else if (similarity.pair !== undefined) {
-        const pair = similarity.pair;
-        for (let j = 0; j < found.length; j++) sims[j] = pair(queryValues, offset, stored, found[j] * dim, dim);
       }
     }
-    if (similarity !== 'cosine' && similarity.pair === undefined) {
-      for (let i = 0; i < perQuery.length; i++) {
-        const found = perQuery[i];
-        if (found.length === 0) continue;
-        const rows = new Float32Array(found.length * dim);
-        found.forEach((slot, j) => rows.set(stored.subarray(slot * dim, (slot + 1) * dim), j * dim));
+    exactStarts[n] = kept;
+    const sums = new Float64Array(kept);
+    this.store.rerank(who, 'dot', queryValues, n, exactCands, exactStarts, sums);
+    for (let i = 0; i < n; i++) {
+      for (let e = exactStarts[i]; e < exactStarts[i + 1]; e++) {
+        const scale = queryNorms[i] * norms[exactCands[e]];
+        const value = scale > 0 ? sums[e] / scale : 0;
+        if (!Number.isFinite(value)) {
+          throw new Error(`${who}: the similarity (cosine) returned ${value} for a candidate; it must be finite for every stored vector and query`);
+        }
+        sims[exactAt[e]] = value;
+      }
+    }
+  }
+
+  /**
+   * Similarities of a chunk of queries to their candidates, f32 like the
+   * scores returned. Cosine and the built-in RBF kernel run in one call of
+   * the store's re-rank kernel for the chunk (f64 sums with the arithmetic
+   * of the JavaScript `dot` and `pair`, so the same values); other kernels
+   * with a JavaScript `pair` run it per candidate; kernels without one get
+   * one [1, c] `matrix` call per query.
+   * @param queryValues f32 [n, D].
+   */
+  private async rerank(who: string, queryValues: Float32Array, n: number, cands: Int32Array, starts: Int32Array, k: number): Promise<Float32Array> {
+    const dim = this.dim;
+    const similarity = this.similarity;
+    const total = starts[n];
+    const sims = new Float32Array(total);
+    const rbfGamma = similarity === 'cosine' ? undefined : builtInRbfGamma(similarity);
+    if (similarity === 'cosine' && this.store.wasm) {
+      this.rerankCosineTwoStage(who, queryValues, n, cands, starts, k, sims);
+      return sims;
+    }
+    if (similarity === 'cosine' || rbfGamma !== undefined) {
+      const sums = new Float64Array(total);
+      this.store.rerank(who, similarity === 'cosine' ? 'dot' : 'sqdist', queryValues, n, cands, starts, sums);
+      if (similarity === 'cosine') {
+        const norms = this.norms;
+        for (let i = 0; i < n; i++) {
+          const queryNorm = Math.sqrt(dot(queryValues, i * dim, queryValues, i * dim, dim));
+          for (let j = starts[i]; j < starts[i + 1]; j++) {
+            const scale = queryNorm * norms[cands[j]];
+            sims[j] = scale > 0 ? sums[j] / scale : 0;
+          }
+        }
+      } else {
+        const gamma = (rbfGamma as (dim: number) => number)(dim);
+        for (let j = 0; j < total; j++) sims[j] = Math.exp(-gamma * sums[j]);
+      }
+    } else if (similarity.pair !== undefined) {
+      const pair = similarity.pair;
+      const stored = this.store.rows();
+      for (let i = 0; i < n; i++) {
+        for (let j = starts[i]; j < starts[i + 1]; j++) sims[j] = pair(queryValues, i * dim, stored, cands[j] * dim, dim);
+      }
+    } else {
+      for (let i = 0; i < n; i++) {
+        const count = starts[i + 1] - starts[i];
+        if (count === 0) continue;
+        const stored = this.store.rows();
+        const rows = new Float32Array(count * dim);
+        for (let j = 0; j < count; j++) {
+          const slot = cands[starts[i] + j];
+          rows.set(stored.subarray(slot * dim, (slot + 1) * dim), j * dim);
+        }
         const row = tf.tidy(() =>
           similarity.matrix(
-            tf.tensor2d(queryValues.subarray(i * dim, (i + 1) * dim), [1, dim], 'float32'),
-            tf.tensor2d(rows, [found.length, dim], 'float32'),
+            tf.tensor2d(queryValues.slice(i * dim, (i + 1) * dim), [1, dim], 'float32'),
+            tf.tensor2d(rows, [count, dim], 'float32'),
           ),
         );
-        out[i].set((await row.data()) as Float32Array);
+        sims.set((await row.data()) as Float32Array, starts[i]);
         row.dispose();
       }
     }
-    for (const sims of out) {
-      for (let j = 0; j < sims.length; j++) {
-        if (!Number.isFinite(sims[j])) {
-          const name = similarity === 'cosine' ? 'cosine' : `kernel '${similarity.name}'`;
-          throw new Error(
-            `${who}: the similarity (${name}) returned ${sims[j]} for a candidate; it must be finite for every stored vector and query`,
-          );
-        }
+    for (let j = 0; j < total; j++) {
+      if (!Number.isFinite(sims[j])) {
+        const name = similarity === 'cosine' ? 'cosine' : `kernel '${similarity.name}'`;
+        throw new Error(
+          `${who}: the similarity (${name}) returned ${sims[j]} for a candidate; it must be finite for every stored vector and query`,
+        );
       }
     }
-    return out;
+    return sims;
   }
 }
 
+/** Unit roundoff of f32. */
+const F32_UNIT = 2 ** -24;
+
 /**
- * Positions of the k largest scores, best first; equal scores keep the
- * earlier-stored vector first (smaller slot).
+ * The k-th largest of values[from, to) (−Infinity when there are fewer),
+ * with a bounded min-heap in `heap` (at least k long).
  */
-function topK(scores: Float32Array, slots: number[], k: number): number[] {
+function kthLargest(values: Float64Array, from: number, to: number, k: number, heap: Float64Array): number {
+  let size = 0;
+  for (let j = from; j < to; j++) {
+    const v = values[j];
+    if (size < k) {
+      let at = size++;
+      while (at > 0) {
+        const parent = (at - 1) >> 1;
+        if (heap[parent] <= v) break;
+        heap[at] = heap[parent];
+        at = parent;
+      }
+      heap[at] = v;
+    } else if (v > heap[0]) {
+      let at = 0;
+      for (;;) {
+        const left = 2 * at + 1;
+        if (left >= k) break;
+        const child = left + 1 < k && heap[left + 1] < heap[left] ? left + 1 : left;
+        if (heap[child] >= v) break;
+        heap[at] = heap[child];
+        at = child;
+      }
+      heap[at] = v;
+    }
+  }
+  return size < k ? -Infinity : heap[0];
+}
+
+/**
+ * Positions in [from, to) of the k largest scores, best first; equal scores
+ * keep the earlier-stored vector first (smaller slot). A partial selection:
+ * a bounded insertion list, most candidates rejected by one comparison.
+ */
+function topK(scores: Float32Array, slots: Int32Array, from: number, to: number, k: number): number[] {
   const best: number[] = [];
   const better = (a: number, b: number): boolean => scores[a] > scores[b] || (scores[a] === scores[b] && slots[a] < slots[b]);
-  for (let j = 0; j < scores.length; j++) {
+  for (let j = from; j < to; j++) {
     if (best.length === k && !better(j, best[k - 1])) continue;
     let at = best.length === k ? k - 1 : best.length;
     if (best.length < k) best.push(j);
@@ -736,5 +1146,33 @@ function checkKeysAgainstFamily(who: string, family: HashFamily, vectors: Float3
         }
       }
     }
+  }
+}
+
+/** The fields a saved index's JSON and binary header share: format, options, version, size, dim, nextId. */
+function checkSavedHeader(who: string, json: LSHIndexJSON, options: LSHIndexLoadOptions, from: string): void {
+  if (json === null || typeof json !== 'object' || json.format !== INDEX_FORMAT) {
+    const found = json !== null && typeof json === 'object' ? `format ${describeValue(json.format)}` : describeValue(json);
+    throw new Error(`${who}: expected a saved index with format '${INDEX_FORMAT}' (from ${from}), got ${found}`);
+  }
+  if (options === null || typeof options !== 'object') {
+    throw new Error(`${who}: options must be an object like { kernels: { name: fn } }, got ${describeValue(options)}`);
+  }
+  if (json.version !== 1) throw new Error(`${who}: version must be 1, got ${describeValue(json.version)}`);
+  if (typeof json.size !== 'number' || !Number.isSafeInteger(json.size) || json.size < 0) {
+    throw new Error(`${who}: size must be a non-negative integer (the number of stored vectors), got ${describeValue(json.size)}`);
+  }
+  assertSavedPositiveInteger(who, 'dim', json.dim);
+  if (typeof json.nextId !== 'number' || !Number.isSafeInteger(json.nextId) || json.nextId < 0) {
+    throw new Error(
+      `${who}: nextId must be an integer in [0, ${Number.MAX_SAFE_INTEGER}] (the next default id), got ${describeValue(json.nextId)}; ` +
+        'the saved JSON is edited',
+    );
+  }
+}
+
+function checkFamilyDim(who: string, family: HashFamily, dim: number): void {
+  if (family.dim !== dim) {
+    throw new Error(`${who}: dim must match family.dim = ${family.dim}, got ${dim}; the saved JSON is edited`);
   }
 }

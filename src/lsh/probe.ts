@@ -27,18 +27,6 @@ export interface Probe {
   cost: number;
 }
 
-interface Move {
-  digit: number;
-  delta: number;
-  cost: number;
-}
-
-interface Candidate {
-  cost: number;
-  table: number;
-  moves: number[];
-}
-
 /**
  * The `count` cheapest extra buckets for one query.
  * @param scores the query's digit scores, [L, M, A] row-major, starting at `offset`.
@@ -56,11 +44,82 @@ export function probeSequence(
     throw new Error(`probeSequence: count must be at most MAX_PROBES = ${MAX_PROBES}, got ${count}; probe fewer buckets`);
   }
   if (count <= 0) return [];
-  // Every single move: table t, digit j to value a, at cost (max − score_a)².
+  const tables = new Int32Array(count);
+  const keys = new Int32Array(count);
+  const costs = new Float64Array(count);
+  const found = probeInto(scores, offset, nTables, digitsPerKey, digitBase, count, tables, keys, costs);
+  return Array.from({ length: found }, (_, i) => ({ table: tables[i], key: keys[i], cost: costs[i] }));
+}
+
+/** Scratch reused across calls (one query at a time; JavaScript is single-threaded). */
+let scratch = {
+  costs: new Float64Array(0),
+  best: new Int32Array(0),
+  homeKeys: new Int32Array(0),
+  // Moves that can matter, grouped by table (start offsets), sorted by cost within a table.
+  moveStart: new Int32Array(0),
+  moveDigit: new Int32Array(0),
+  moveDelta: new Int32Array(0),
+  moveCost: new Float64Array(0),
+  order: new Int32Array(0),
+  // Move sets: a set is its last move plus a parent set (a persistent list), −1 for none.
+  setTable: new Int32Array(0),
+  setLast: new Int32Array(0),
+  setParent: new Int32Array(0),
+  setCost: new Float64Array(0),
+  heap: new Int32Array(0),
+  digitStamp: new Int32Array(0),
+};
+let stamp = 0;
+
+function ensureScratch(cells: number, tables: number, digits: number, sets: number): void {
+  const s = scratch;
+  if (s.costs.length < cells) {
+    s.costs = new Float64Array(cells);
+    s.moveDigit = new Int32Array(cells);
+    s.moveDelta = new Int32Array(cells);
+    s.moveCost = new Float64Array(cells);
+    s.order = new Int32Array(cells);
+  }
+  if (s.best.length < tables * digits) s.best = new Int32Array(tables * digits);
+  if (s.homeKeys.length < tables) s.homeKeys = new Int32Array(tables);
+  if (s.moveStart.length < tables + 1) s.moveStart = new Int32Array(tables + 1);
+  if (s.digitStamp.length < digits) s.digitStamp = new Int32Array(digits);
+  if (s.setTable.length < sets) {
+    s.setTable = new Int32Array(sets);
+    s.setLast = new Int32Array(sets);
+    s.setParent = new Int32Array(sets);
+    s.setCost = new Float64Array(sets);
+    s.heap = new Int32Array(sets);
+  }
+  scratch = s;
+}
+
+/**
+ * {@link probeSequence} into flat arrays, without per-probe objects: the
+ * same probes in the same order (the same shift/expand enumeration and
+ * heap discipline).
+ * @returns how many probes were written (≤ count).
+ */
+export function probeInto(
+  scores: ArrayLike<number>,
+  offset: number,
+  nTables: number,
+  digitsPerKey: number,
+  digitBase: number,
+  count: number,
+  outTables: Int32Array,
+  outKeys: Int32Array,
+  outCosts?: Float64Array,
+): number {
+  if (count <= 0) return 0;
   const width = digitsPerKey * digitBase;
-  const costs = new Float64Array(nTables * width).fill(Infinity);
-  const best = new Int32Array(nTables * digitsPerKey);
-  const homeKeys: number[] = [];
+  const cells = nTables * width;
+  const maxPops = 64 * count + 64 * nTables;
+  ensureScratch(cells, nTables, digitsPerKey, nTables + 2 * maxPops + 2);
+  const { costs, best, homeKeys, moveStart, moveDigit, moveDelta, moveCost, order, setTable, setLast, setParent, setCost, heap, digitStamp } = scratch;
+  // Every single move: table t, digit j to value a, at cost (max − score_a)².
+  costs.fill(Infinity, 0, cells);
   for (let table = 0; table < nTables; table++) {
     let key = 0;
     for (let digit = 0, weight = 1; digit < digitsPerKey; digit++, weight *= digitBase) {
@@ -73,58 +132,130 @@ export function probeSequence(
         if (a !== top) costs[table * width + digit * digitBase + a] = (scores[base + top] - scores[base + a]) ** 2;
       }
     }
-    homeKeys.push(key);
+    homeKeys[table] = key;
   }
   // A set of moves costs at least its dearest move, and `count` single moves cost at most the
   // count-th cheapest one: moves dearer than that can never be among the `count` cheapest sets.
-  // (With count ≥ the number of moves, every move qualifies; kthSmallest would allocate count slots.)
-  const threshold = count >= costs.length ? Infinity : kthSmallest(costs, count);
-  const moves: Move[][] = [];
+  const threshold = count >= cells ? Infinity : kthSmallest(costs.subarray(0, cells), count);
+  let moves = 0;
   for (let table = 0; table < nTables; table++) {
-    const tableMoves: Move[] = [];
+    moveStart[table] = moves;
+    const first = moves;
     for (let c = 0; c < width; c++) {
       const cost = costs[table * width + c];
       if (!(cost <= threshold) || cost === Infinity) continue;
       const digit = Math.floor(c / digitBase);
       const a = c % digitBase;
-      tableMoves.push({ digit, delta: (a - best[table * digitsPerKey + digit]) * digitBase ** digit, cost });
+      moveDigit[moves] = digit;
+      moveDelta[moves] = (a - best[table * digitsPerKey + digit]) * digitBase ** digit;
+      moveCost[moves] = cost;
+      order[moves] = moves;
+      moves++;
     }
-    moves.push(tableMoves.sort((x, y) => x.cost - y.cost));
+    // Stable insertion sort by cost (as Array.prototype.sort, stable, orders them).
+    for (let i = first + 1; i < moves; i++) {
+      const m = order[i];
+      let j = i - 1;
+      while (j >= first && moveCost[order[j]] > moveCost[m]) {
+        order[j + 1] = order[j];
+        j--;
+      }
+      order[j + 1] = m;
+    }
   }
+  moveStart[nTables] = moves;
 
-  const heap = new MinHeap();
+  // The heap of move sets by cost; a set's moves are indices into its table's sorted list.
+  let sets = 0;
+  let heapSize = 0;
+  const push = (set: number): void => {
+    let i = heapSize++;
+    heap[i] = set;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (setCost[heap[parent]] <= setCost[heap[i]]) break;
+      const t = heap[parent];
+      heap[parent] = heap[i];
+      heap[i] = t;
+      i = parent;
+    }
+  };
+  const pop = (): number => {
+    const top = heap[0];
+    const last = heap[--heapSize];
+    if (heapSize > 0) {
+      heap[0] = last;
+      let i = 0;
+      for (;;) {
+        const left = 2 * i + 1;
+        const right = left + 1;
+        let smallest = i;
+        if (left < heapSize && setCost[heap[left]] < setCost[heap[smallest]]) smallest = left;
+        if (right < heapSize && setCost[heap[right]] < setCost[heap[smallest]]) smallest = right;
+        if (smallest === i) break;
+        const t = heap[smallest];
+        heap[smallest] = heap[i];
+        heap[i] = t;
+        i = smallest;
+      }
+    }
+    return top;
+  };
+  const sortedMove = (table: number, index: number): number => order[moveStart[table] + index];
   for (let table = 0; table < nTables; table++) {
-    if (moves[table].length > 0) heap.push({ cost: moves[table][0].cost, table, moves: [0] });
+    if (moveStart[table + 1] > moveStart[table]) {
+      setTable[sets] = table;
+      setLast[sets] = 0;
+      setParent[sets] = -1;
+      setCost[sets] = moveCost[sortedMove(table, 0)];
+      push(sets++);
+    }
   }
-  const probes: Probe[] = [];
-  const maxPops = 64 * count + 64 * nTables;
-  for (let pops = 0; probes.length < count && heap.size > 0 && pops < maxPops; pops++) {
-    const set = heap.pop();
-    const list = moves[set.table];
-    const digits = new Set<number>();
-    let key = homeKeys[set.table];
+  let found = 0;
+  for (let pops = 0; found < count && heapSize > 0 && pops < maxPops; pops++) {
+    const set = pop();
+    const table = setTable[set];
+    const listLength = moveStart[table + 1] - moveStart[table];
+    stamp++;
+    if (stamp === 2 ** 30) {
+      digitStamp.fill(0);
+      stamp = 1;
+    }
+    let key = homeKeys[table];
     let valid = true;
-    for (const m of set.moves) {
-      if (digits.has(list[m].digit)) {
+    for (let s = set; s >= 0; s = setParent[s]) {
+      const m = sortedMove(table, setLast[s]);
+      if (digitStamp[moveDigit[m]] === stamp) {
         valid = false;
         break;
       }
-      digits.add(list[m].digit);
-      key += list[m].delta;
+      digitStamp[moveDigit[m]] = stamp;
+      key += moveDelta[m];
     }
-    if (valid) probes.push({ table: set.table, key, cost: set.cost });
-    const last = set.moves[set.moves.length - 1];
-    if (last + 1 < list.length) {
+    if (valid) {
+      outTables[found] = table;
+      outKeys[found] = key;
+      if (outCosts !== undefined) outCosts[found] = setCost[set];
+      found++;
+    }
+    const last = setLast[set];
+    if (last + 1 < listLength) {
+      const lastCost = moveCost[sortedMove(table, last)];
+      const nextCost = moveCost[sortedMove(table, last + 1)];
       // shift: replace the last move by the next one; expand: add the next one.
-      heap.push({
-        cost: set.cost - list[last].cost + list[last + 1].cost,
-        table: set.table,
-        moves: [...set.moves.slice(0, -1), last + 1],
-      });
-      heap.push({ cost: set.cost + list[last + 1].cost, table: set.table, moves: [...set.moves, last + 1] });
+      setTable[sets] = table;
+      setLast[sets] = last + 1;
+      setParent[sets] = setParent[set];
+      setCost[sets] = setCost[set] - lastCost + nextCost;
+      push(sets++);
+      setTable[sets] = table;
+      setLast[sets] = last + 1;
+      setParent[sets] = set;
+      setCost[sets] = setCost[set] + nextCost;
+      push(sets++);
     }
   }
-  return probes;
+  return found;
 }
 
 /**
@@ -162,46 +293,4 @@ function kthSmallest(values: Float64Array, k: number): number {
     }
   }
   return size < k ? Infinity : heap[0];
-}
-
-/** A binary min-heap on cost. */
-class MinHeap {
-  private items: Candidate[] = [];
-
-  get size(): number {
-    return this.items.length;
-  }
-
-  push(item: Candidate): void {
-    const items = this.items;
-    items.push(item);
-    let i = items.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (items[parent].cost <= items[i].cost) break;
-      [items[parent], items[i]] = [items[i], items[parent]];
-      i = parent;
-    }
-  }
-
-  pop(): Candidate {
-    const items = this.items;
-    const top = items[0];
-    const last = items.pop() as Candidate;
-    if (items.length > 0) {
-      items[0] = last;
-      let i = 0;
-      for (;;) {
-        const left = 2 * i + 1;
-        const right = left + 1;
-        let smallest = i;
-        if (left < items.length && items[left].cost < items[smallest].cost) smallest = left;
-        if (right < items.length && items[right].cost < items[smallest].cost) smallest = right;
-        if (smallest === i) break;
-        [items[smallest], items[i]] = [items[i], items[smallest]];
-        i = smallest;
-      }
-    }
-    return top;
-  }
 }

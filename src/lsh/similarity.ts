@@ -99,7 +99,7 @@ export function rbfKernel(options: RBFKernelOptions = {}): Kernel {
   const gamma = options.gamma;
   if (gamma !== undefined) assertPositiveNumber('rbfKernel', 'gamma', gamma);
   const gammaFor = (dim: number): number => gamma ?? 1 / dim;
-  return {
+  const kernel: Kernel = {
     name: 'rbf',
     params: gamma === undefined ? {} : { gamma },
     matrix(a, b) {
@@ -112,6 +112,20 @@ export function rbfKernel(options: RBFKernelOptions = {}): Kernel {
       return Math.exp(-gammaFor(dim) * sum);
     },
   };
+  RBF_GAMMAS.set(kernel, { gammaFor, pair: kernel.pair as PairFunction });
+  return kernel;
+}
+
+/** The γ of kernels made by {@link rbfKernel} (as made: a copied or edited object is not listed). */
+const RBF_GAMMAS = new WeakMap<Kernel, { gammaFor: (dim: number) => number; pair: PairFunction }>();
+
+/**
+ * γ(D) of a kernel made by {@link rbfKernel} and not altered since, so its
+ * `pair` may be computed as exp(−γ·‖x − y‖²) elsewhere; undefined otherwise.
+ */
+export function builtInRbfGamma(kernel: Kernel): ((dim: number) => number) | undefined {
+  const made = RBF_GAMMAS.get(kernel);
+  return made !== undefined && kernel.pair === made.pair ? made.gammaFor : undefined;
 }
 
 /** Options of {@link chiSquaredKernel}. */

@@ -70,7 +70,7 @@ badArgs.push(
   ['LM 3 heads for modelSize 16', lm({ numHeads: 3 }), /^reformerLM: numHeads 3 must divide modelSize 16 when headDim is not given; change one, or set headDim/],
   ['LM nHashes "two", full attention only', lm({ attention: 'full', nHashes: 'two' as unknown as number }), /^reformerLM: nHashes must be a positive integer, got "two"/],
   ['LM nBuckets 7', lm({ nBuckets: 7 }), /^reformerLM: nBuckets must be even \(each factor an even integer ≥ 2\), got 7/],
-  ['LM attention ["lsh", "x"]', lm({ attention: ['lsh', 'x' as 'lsh'] }), /^reformerLM: attention\[1\] must be 'lsh' or 'full', got x/],
+  ['LM attention ["lsh", "x"]', lm({ attention: ['lsh', 'x' as 'lsh'] }), /^reformerLM: attention\[1\] must be 'lsh', 'full' or 'local', got x/],
   ['LM positionEmbedding "sinusoidal"', lm({ positionEmbedding: 'sinusoidal' as 'axial' }), /^reformerLM: positionEmbedding must be 'learned' or 'axial', got sinusoidal/],
   ['LM attentionDropout NaN', lm({ attentionDropout: NaN }), /^reformerLM: attentionDropout must be a number in \[0, 1\), got NaN/],
   ['LM seed 2^31', lm({ seed: 2 ** 31 }), /^reformerLM: seed must be an integer in \[0, 2147483647\], got 2147483648/],
@@ -198,7 +198,7 @@ describeBackends('hardening: empty batches, memory limits and finite checks thro
 
   it('memoryLimitBytes reaches the core: a layer refuses a call before it runs, and a raised limit lets it run', () => {
     const x = randomTensor([1, 64, M], 4) as tf.Tensor3D;
-    const args: LSHSelfAttentionArgs = { numHeads: 2, chunkLength: 8, nHashes: 2, seed: 1 };
+    const args: LSHSelfAttentionArgs = { numHeads: 2, chunkLength: 8, nHashes: 2, fullAttentionThreshold: 0, seed: 1 };
     const tight = new LSHSelfAttention({ ...args, memoryLimitBytes: 4096 });
     const roomy = new LSHSelfAttention({ ...args, memoryLimitBytes: 2 ** 30 });
     const fullTight = new FullSelfAttention({ numHeads: 2, seed: 1, memoryLimitBytes: 4096 });

@@ -216,7 +216,10 @@ describeBackends('LSHIndex', () => {
     const text = JSON.stringify(index.toJSON());
     const loaded = LSHIndex.fromJSON(JSON.parse(text) as LSHIndexJSON);
     expect(loaded.size).toBe(N - 3);
-    expect(loaded.stats()).toEqual(index.stats());
+    // Occupancy is the same; memory differs (the original grew its arrays while adding, the loaded one is sized exactly).
+    const { memory: _loadedMemory, ...loadedOccupancy } = loaded.stats();
+    const { memory: _savedMemory, ...savedOccupancy } = index.stats();
+    expect(loadedOccupancy).toEqual(savedOccupancy);
     for (const probes of [0, 5]) {
       const expected: QueryResult[] = await index.query(queries, 10, { probes });
       expect(await loaded.query(queries, 10, { probes })).toEqual(expected);

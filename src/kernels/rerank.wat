@@ -1,0 +1,164 @@
+;; Re-ranking an LSH index's candidates, WebAssembly 128-bit SIMD.
+;;
+;; The index keeps its stored rows (f32, `dim` per row, back to back) in this
+;; module's memory. For a batch of queries (f32 rows at `queries`) and, per
+;; query q, its candidate slots cands[starts[q] .. starts[q+1]) (i32), each
+;; function writes one f64 per candidate at out[j]:
+;;
+;;   dots:     Σ_i x_i·y_i with the exact arithmetic of the library's
+;;             JavaScript `dot` (src/lsh/similarity.ts): products of the f32
+;;             values in f64 (exact), four f64 running sums s0..s3 over
+;;             i ≡ 0, 1, 2, 3 (mod 4) kept as two f64x2, the tail (dim mod 4)
+;;             added to s0, and the result ((s0 + s1) + s2) + s3. So scores
+;;             are bit for bit those of the JavaScript path.
+;;   sqdists:  Σ_i (x_i − y_i)² summed in order in f64, as rbfKernel's
+;;             JavaScript `pair` sums it (the exp is taken by the caller).
+;;
+;; Pointers are byte offsets; starts has nQueries + 1 entries.
+;; Regenerate the embedded bytes after editing: npm run build:wasm
+
+(module
+  (memory (export "memory") 1)
+
+  (func (export "dots")
+    (param $stored i32) (param $dim i32) (param $queries i32) (param $cands i32) (param $starts i32)
+    (param $nQueries i32) (param $out i32)
+    (local $q i32) (local $j i32) (local $end i32) (local $qp i32) (local $rp i32) (local $i i32) (local $vecEnd i32)
+    (local $rowBytes i32) (local $x v128) (local $y v128) (local $lo v128) (local $hi v128) (local $s0 f64)
+    (local.set $rowBytes (i32.shl (local.get $dim) (i32.const 2)))
+    ;; floats handled four at a time: dim rounded down to a multiple of 4
+    (local.set $vecEnd (i32.and (local.get $dim) (i32.const -4)))
+    (block $queriesDone
+      (loop $queryLoop
+        (br_if $queriesDone (i32.ge_s (local.get $q) (local.get $nQueries)))
+        (local.set $qp (i32.add (local.get $queries) (i32.mul (local.get $q) (local.get $rowBytes))))
+        (local.set $j (i32.load (i32.add (local.get $starts) (i32.shl (local.get $q) (i32.const 2)))))
+        (local.set $end (i32.load (i32.add (local.get $starts) (i32.shl (i32.add (local.get $q) (i32.const 1)) (i32.const 2)))))
+        (block $candsDone
+          (loop $candLoop
+            (br_if $candsDone (i32.ge_s (local.get $j) (local.get $end)))
+            (local.set $rp (i32.add (local.get $stored)
+              (i32.mul (i32.load (i32.add (local.get $cands) (i32.shl (local.get $j) (i32.const 2)))) (local.get $rowBytes))))
+            (local.set $lo (f64x2.splat (f64.const 0)))
+            (local.set $hi (f64x2.splat (f64.const 0)))
+            (local.set $i (i32.const 0))
+            (block $vecDone
+              (loop $vecLoop
+                (br_if $vecDone (i32.ge_s (local.get $i) (local.get $vecEnd)))
+                (local.set $x (v128.load align=4 (i32.add (local.get $qp) (i32.shl (local.get $i) (i32.const 2)))))
+                (local.set $y (v128.load align=4 (i32.add (local.get $rp) (i32.shl (local.get $i) (i32.const 2)))))
+                (local.set $lo (f64x2.add (local.get $lo)
+                  (f64x2.mul (f64x2.promote_low_f32x4 (local.get $x)) (f64x2.promote_low_f32x4 (local.get $y)))))
+                (local.set $hi (f64x2.add (local.get $hi)
+                  (f64x2.mul
+                    (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $x) (local.get $x)))
+                    (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $y) (local.get $y))))))
+                (local.set $i (i32.add (local.get $i) (i32.const 4)))
+                (br $vecLoop)))
+            (local.set $s0 (f64x2.extract_lane 0 (local.get $lo)))
+            (block $tailDone
+              (loop $tailLoop
+                (br_if $tailDone (i32.ge_s (local.get $i) (local.get $dim)))
+                (local.set $s0 (f64.add (local.get $s0)
+                  (f64.mul
+                    (f64.promote_f32 (f32.load (i32.add (local.get $qp) (i32.shl (local.get $i) (i32.const 2)))))
+                    (f64.promote_f32 (f32.load (i32.add (local.get $rp) (i32.shl (local.get $i) (i32.const 2))))))))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br $tailLoop)))
+            (f64.store (i32.add (local.get $out) (i32.shl (local.get $j) (i32.const 3)))
+              (f64.add
+                (f64.add
+                  (f64.add (local.get $s0) (f64x2.extract_lane 1 (local.get $lo)))
+                  (f64x2.extract_lane 0 (local.get $hi)))
+                (f64x2.extract_lane 1 (local.get $hi))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $candLoop)))
+        (local.set $q (i32.add (local.get $q) (i32.const 1)))
+        (br $queryLoop))))
+
+  ;; dotsF32: the same dot products in f32 (four f32x4 lanes summed over
+  ;; i ≡ 0..3 mod 4, then lanes (0+1)+(2+3), then the tail), out[j] an f32.
+  ;; Several times faster; the caller bounds its error (|error| ≤ γ·Σ|x_i·y_i|,
+  ;; γ = n·2^-24/(1 − n·2^-24), n ≤ dim + 8) and recomputes exactly with `dots`
+  ;; every candidate that the bound cannot rule out of the top k.
+  (func (export "dotsF32")
+    (param $stored i32) (param $dim i32) (param $queries i32) (param $cands i32) (param $starts i32)
+    (param $nQueries i32) (param $out i32)
+    (local $q i32) (local $j i32) (local $end i32) (local $qp i32) (local $rp i32) (local $i i32) (local $vecEnd i32)
+    (local $rowBytes i32) (local $acc v128) (local $s f32)
+    (local.set $rowBytes (i32.shl (local.get $dim) (i32.const 2)))
+    (local.set $vecEnd (i32.shl (i32.and (local.get $dim) (i32.const -4)) (i32.const 2)))
+    (block $queriesDone
+      (loop $queryLoop
+        (br_if $queriesDone (i32.ge_s (local.get $q) (local.get $nQueries)))
+        (local.set $qp (i32.add (local.get $queries) (i32.mul (local.get $q) (local.get $rowBytes))))
+        (local.set $j (i32.load (i32.add (local.get $starts) (i32.shl (local.get $q) (i32.const 2)))))
+        (local.set $end (i32.load (i32.add (local.get $starts) (i32.shl (i32.add (local.get $q) (i32.const 1)) (i32.const 2)))))
+        (block $candsDone
+          (loop $candLoop
+            (br_if $candsDone (i32.ge_s (local.get $j) (local.get $end)))
+            (local.set $rp (i32.add (local.get $stored)
+              (i32.mul (i32.load (i32.add (local.get $cands) (i32.shl (local.get $j) (i32.const 2)))) (local.get $rowBytes))))
+            (local.set $acc (f32x4.splat (f32.const 0)))
+            (local.set $i (i32.const 0))
+            (block $vecDone
+              (loop $vecLoop
+                (br_if $vecDone (i32.ge_s (local.get $i) (local.get $vecEnd)))
+                (local.set $acc (f32x4.add (local.get $acc)
+                  (f32x4.mul
+                    (v128.load align=4 (i32.add (local.get $qp) (local.get $i)))
+                    (v128.load align=4 (i32.add (local.get $rp) (local.get $i))))))
+                (local.set $i (i32.add (local.get $i) (i32.const 16)))
+                (br $vecLoop)))
+            (local.set $s (f32.add
+              (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
+              (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
+            (block $tailDone
+              (loop $tailLoop
+                (br_if $tailDone (i32.ge_s (local.get $i) (local.get $rowBytes)))
+                (local.set $s (f32.add (local.get $s)
+                  (f32.mul
+                    (f32.load (i32.add (local.get $qp) (local.get $i)))
+                    (f32.load (i32.add (local.get $rp) (local.get $i))))))
+                (local.set $i (i32.add (local.get $i) (i32.const 4)))
+                (br $tailLoop)))
+            (f32.store (i32.add (local.get $out) (i32.shl (local.get $j) (i32.const 2))) (local.get $s))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $candLoop)))
+        (local.set $q (i32.add (local.get $q) (i32.const 1)))
+        (br $queryLoop))))
+
+  (func (export "sqdists")
+    (param $stored i32) (param $dim i32) (param $queries i32) (param $cands i32) (param $starts i32)
+    (param $nQueries i32) (param $out i32)
+    (local $q i32) (local $j i32) (local $end i32) (local $qp i32) (local $rp i32) (local $i i32)
+    (local $rowBytes i32) (local $d f64) (local $sum f64)
+    (local.set $rowBytes (i32.shl (local.get $dim) (i32.const 2)))
+    (block $queriesDone
+      (loop $queryLoop
+        (br_if $queriesDone (i32.ge_s (local.get $q) (local.get $nQueries)))
+        (local.set $qp (i32.add (local.get $queries) (i32.mul (local.get $q) (local.get $rowBytes))))
+        (local.set $j (i32.load (i32.add (local.get $starts) (i32.shl (local.get $q) (i32.const 2)))))
+        (local.set $end (i32.load (i32.add (local.get $starts) (i32.shl (i32.add (local.get $q) (i32.const 1)) (i32.const 2)))))
+        (block $candsDone
+          (loop $candLoop
+            (br_if $candsDone (i32.ge_s (local.get $j) (local.get $end)))
+            (local.set $rp (i32.add (local.get $stored)
+              (i32.mul (i32.load (i32.add (local.get $cands) (i32.shl (local.get $j) (i32.const 2)))) (local.get $rowBytes))))
+            (local.set $sum (f64.const 0))
+            (local.set $i (i32.const 0))
+            (block $done
+              (loop $each
+                (br_if $done (i32.ge_s (local.get $i) (local.get $rowBytes)))
+                (local.set $d (f64.sub
+                  (f64.promote_f32 (f32.load (i32.add (local.get $qp) (local.get $i))))
+                  (f64.promote_f32 (f32.load (i32.add (local.get $rp) (local.get $i))))))
+                (local.set $sum (f64.add (local.get $sum) (f64.mul (local.get $d) (local.get $d))))
+                (local.set $i (i32.add (local.get $i) (i32.const 4)))
+                (br $each)))
+            (f64.store (i32.add (local.get $out) (i32.shl (local.get $j) (i32.const 3))) (local.get $sum))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $candLoop)))
+        (local.set $q (i32.add (local.get $q) (i32.const 1)))
+        (br $queryLoop))))
+)
