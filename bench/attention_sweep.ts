@@ -228,7 +228,7 @@ export async function runSweep(options: SweepOptions, progress: Progress = () =>
           point.medianMs = median(runs);
           if (options.backward) point.forwardMedianMs = median(forwardRuns);
           point.gflops = point.usefulFlops / (point.medianMs * 1e6);
-          point.rssBytes = process.memoryUsage().rss;
+          if (typeof process !== 'undefined' && typeof process.memoryUsage === 'function') point.rssBytes = process.memoryUsage().rss; // not in a page
           previous.set(key, { length, ms: point.medianMs });
           if (variant === 'lsh') {
             // The hashing and sorting stages alone (the rest is gathers, chunk attention and combining rounds).

@@ -23,6 +23,7 @@ import {
 } from './hashing.js';
 import { batchMatMul } from './kernels/batch_matmul.js';
 import { maskedSoftmax } from './kernels/masked_softmax.js';
+import { assertHostReadable } from './host_reads.js';
 import { formatBytes, guardMemory, recordingGradients } from './memory.js';
 import { runInParallel } from './parallel.js';
 import { MAX_SORT_KEYS, sortItemsOnHost } from './sorting.js';
@@ -1126,6 +1127,7 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
 export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options?: LSHAttentionOptions & { returnAttention?: false }): tf.Tensor4D;
 export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttentionOptions & ReturnAttentionOption = {}): tf.Tensor4D | AttentionResult {
   const who = 'lshAttention';
+  assertHostReadable(who, 'the hash buckets (for the sort)');
   const { batch, heads, length, dim, valueDim, padding } = checkInputs(who, qk, v, options);
   assertSeed(who, options.seed);
   const returnAttention = options.returnAttention ?? false;
@@ -1390,6 +1392,7 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAtte
 export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options?: FullAttentionOptions & { returnAttention?: false }): tf.Tensor4D;
 export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAttentionOptions & ReturnAttentionOption = {}): tf.Tensor4D | AttentionResult {
   const who = 'fullAttention';
+  if (options.mask instanceof tf.Tensor) assertHostReadable(who, 'the padding mask', [options.mask]);
   const { batch, heads, length, dim, valueDim, padding } = checkInputs(who, qk, v, options);
   const returnAttention = options.returnAttention ?? false;
   assertBoolean(who, 'returnAttention', returnAttention);

@@ -10,6 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { guardMemory } from './memory.js';
+import { transposeAnyDtype } from './ops.js';
 import { assertSeed, gaussianArray, uniformStream, type Seed } from './random.js';
 import {
   assertBinaryMask,
@@ -307,7 +308,8 @@ export function hashBuckets(x: tf.Tensor4D, rotations: tf.Tensor3D, options: Has
       }
     }
     // [B, H, T, R] → [B, H, R, T]
-    let result = tf.transpose(tf.reshape(buckets as tf.Tensor, [batch, heads, length, nHashes]), [0, 1, 3, 2]);
+    // (not tf.transpose: tfjs-backend-webgpu 4.22 cannot transpose int32 tensors of rank > 2; see transposeAnyDtype)
+    let result = transposeAnyDtype(tf.reshape(buckets as tf.Tensor, [batch, heads, length, nHashes]), [0, 1, 3, 2]);
     if (options.mask !== undefined) {
       const padded = tf.reshape(tf.equal(options.mask, 0), [batch, 1, 1, length]);
       const paddedFull = tf.logicalAnd(padded, tf.cast(tf.onesLike(result), 'bool'));

@@ -53,7 +53,7 @@ export {
   type AttentionCacheOptions,
   type LSHAttentionCacheOptions,
 } from './cached_attention.js';
-export { availableBytes, formatBytes, guardMemory, recordingGradients, WASM_HEAP_LIMIT_BYTES, DEFAULT_LIMIT_BYTES } from './memory.js';
+export { availableBytes, formatBytes, guardMemory, recordingGradients, WASM_HEAP_LIMIT_BYTES, DEFAULT_LIMIT_BYTES, GPU_LIMIT_BYTES, backendLimitBytes } from './memory.js';
 export { MAX_SEED, gaussianArray, nextSeed, purposeSeed, uniformStream, type Seed, type Uniform } from './random.js';
 export { MAX_SORT_KEYS, sortItems, sortItemsOnHost, type ItemSort } from './sorting.js';
 export { detach, gatherRows, gatherRowsSummed, permuteRows, stopGradient } from './ops.js';

@@ -12,13 +12,28 @@ const GiB = 2 ** 30;
 /** What the wasm heap may hold: below the ≈3.6 GiB where corruption starts. */
 export const WASM_HEAP_LIMIT_BYTES = 3.25 * GiB;
 
-/** Default budget on other backends (cpu, tensorflow, webgl). */
+/** Default budget on other backends (cpu, tensorflow). */
 export const DEFAULT_LIMIT_BYTES = 16 * GiB;
+
+/**
+ * Default budget on the GPU backends of a page (webgl, webgpu): a page cannot
+ * ask how much GPU memory there is, and browsers lose the context (webgl) or
+ * the device (webgpu) when it runs out, so a budget most integrated GPUs can
+ * hold; raise it with memoryLimitBytes on a large GPU.
+ */
+export const GPU_LIMIT_BYTES = 2 * GiB;
+
+/** The default budget of a backend: {@link WASM_HEAP_LIMIT_BYTES}, {@link GPU_LIMIT_BYTES} or {@link DEFAULT_LIMIT_BYTES}. */
+export function backendLimitBytes(backend: string = tf.getBackend()): number {
+  if (backend === 'wasm') return WASM_HEAP_LIMIT_BYTES;
+  if (backend === 'webgl' || backend === 'webgpu') return GPU_LIMIT_BYTES;
+  return DEFAULT_LIMIT_BYTES;
+}
 
 /** Bytes free for a new computation on the current backend. */
 export function availableBytes(memoryLimitBytes?: number): { limit: number; inUse: number; free: number } {
   if (memoryLimitBytes !== undefined) assertMemoryLimit('availableBytes', memoryLimitBytes);
-  const limit = memoryLimitBytes ?? (tf.getBackend() === 'wasm' ? WASM_HEAP_LIMIT_BYTES : DEFAULT_LIMIT_BYTES);
+  const limit = memoryLimitBytes ?? backendLimitBytes();
   const inUse = tf.memory().numBytes;
   return { limit, inUse, free: limit - inUse };
 }

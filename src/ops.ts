@@ -190,3 +190,35 @@ export function gatherRowsSummed(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tenso
     };
   }) as tf.Tensor2D;
 }
+
+/**
+ * A float32 tensor with float32 storage. On webgpu, `tf.cast` of int32 or
+ * bool to float32 keeps the int32 buffer (tfjs sees no loss, so it relabels);
+ * a multiplication by one writes a real float32 buffer.
+ */
+function floatStorage(x: tf.Tensor): tf.Tensor {
+  return tf.mul(tf.cast(x, 'float32'), tf.scalar(1, 'float32'));
+}
+
+/**
+ * `tf.transpose(x, perm)` for every dtype on every backend.
+ *
+ * Works around tfjs-backend-webgpu 4.22: its general transpose shader
+ * (every transpose but a 2-D `[1, 0]` one) hands an element of an int32
+ * buffer (int32 and bool tensors, and float32 ones cast from them) to a
+ * function taking an f32, so the WGSL does not compile; the failed pipeline
+ * invalidates the command buffer it was recorded in, the result is never
+ * written, and later reads give wrong values far from the transpose
+ * (test/browser/repro/webgpu.ts has a minimal reproduction). On webgpu an
+ * int32 or bool tensor is therefore transposed as float32: exact for
+ * integers of magnitude up to 2^24, which is also where tfjs-webgpu's own
+ * int32 kernels stay exact (they compute in f32). Elsewhere: plain
+ * `tf.transpose`.
+ *
+ * @param x any shape and dtype.
+ * @param perm as in tf.transpose (default: reverse the axes).
+ */
+export function transposeAnyDtype<T extends tf.Tensor>(x: T, perm?: number[]): T {
+  if (x.dtype === 'float32' || tf.getBackend() !== 'webgpu') return tf.transpose(x, perm);
+  return tf.tidy(() => tf.cast(tf.transpose(floatStorage(x), perm), x.dtype) as T);
+}

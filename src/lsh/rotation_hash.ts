@@ -10,6 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { hashBuckets, randomRotations } from '../hashing.js';
+import { transposeAnyDtype } from '../ops.js';
 import { assertSeed, type Seed } from '../random.js';
 import { assertPositiveInteger } from '../validate.js';
 import { describeValue, resolveSeed } from './encoding.js';
@@ -120,7 +121,7 @@ export class RotationHash implements HashFamily {
       const buckets = hashBuckets(tf.reshape(x, [1, 1, n, this.dim]), this.rotations, {
         nBuckets: this.bucketFactors(),
       }); // [1, 1, L, N]
-      return tf.transpose(tf.reshape(buckets, [this.nTables, n])) as tf.Tensor2D;
+      return transposeAnyDtype(tf.reshape(buckets, [this.nTables, n])) as tf.Tensor2D;
     });
   }
 

@@ -35,7 +35,7 @@ export async function checkModel(model: tf.LayersModel, tokens: tf.Tensor): Prom
 // The declarations are typed (not any): these must be errors.
 // @ts-expect-error nHashes is a number
 lshSelfAttention({ nHashes: 'two' });
-// @ts-expect-error 'webgl' is not a backend initBackend loads
-initBackend({ backend: 'webgl' });
+// @ts-expect-error 'gpu' is not a backend name (webgl and webgpu are, for a page)
+initBackend({ backend: 'gpu' });
 // @ts-expect-error lshAttention takes rank-4 tensors
 lshAttention(tf.zeros([2, 3]), tf.zeros([2, 3]));

@@ -69,12 +69,16 @@ interface PackageJson {
   exports: Record<string, unknown>;
 }
 
-/** The `types` files of an exports entry, in order: its own, then those of its conditions (`import`, `require`, …). */
+/**
+ * The `types` files of an exports entry, in order: its own, then those of its
+ * conditions (`import`, `require`, …), leaving out `browser` (the blocks run
+ * in Node, which does not read it; bundlers for a page do).
+ */
 function typesOf(entry: unknown): string[] {
   if (entry === null || typeof entry !== 'object') return [];
   const conditions = entry as Record<string, unknown>;
   const own = typeof conditions.types === 'string' ? [conditions.types] : [];
-  return [...own, ...Object.values(conditions).flatMap(typesOf)];
+  return [...own, ...Object.entries(conditions).filter(([condition]) => condition !== 'browser').flatMap(([, value]) => typesOf(value))];
 }
 
 /** Where the build puts its output (tsconfig.build.json, by way of tsconfig.json's `outDir`). */

@@ -1,0 +1,63 @@
+/**
+ * The attention sweep of bench/attention_sweep.ts, in a page: `bench.html?
+ * backend=webgl&settings=<JSON SweepOptions>` sets the backend through the
+ * library's browser initBackend, runs the sweep, and leaves the result in
+ * `window.benchResult` for bench/browser/run.ts.
+ */
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-webgl';
+import '@tensorflow/tfjs-backend-webgpu';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import * as tf from '@tensorflow/tfjs-core';
+import { describeBackend, initBackend, type BackendName } from 'tfjs-lsh-attention/backend';
+import { softwareWebGPU } from '../../src/host_reads.js';
+import { matMulPeakGflops, runSweep, type SweepOptions, type SweepPoint } from '../attention_sweep.js';
+
+export interface BenchResult {
+  description?: string;
+  crossOriginIsolated: boolean;
+  userAgent: string;
+  matMulPeakGflops?: number;
+  points?: SweepPoint[];
+  progress: string[];
+  error?: string;
+}
+
+declare global {
+  interface Window {
+    benchResult?: BenchResult;
+    benchProgress?: string[];
+  }
+}
+
+async function main(): Promise<void> {
+  const params = new URL(location.href).searchParams;
+  const backend = (params.get('backend') ?? 'wasm') as BackendName;
+  const settings = JSON.parse(params.get('settings') ?? '{}') as SweepOptions;
+  setWasmPaths(new URL('./', location.href).href);
+  const progress: string[] = [];
+  window.benchProgress = progress;
+  const result: BenchResult = { crossOriginIsolated, userAgent: navigator.userAgent, progress };
+  try {
+    await initBackend({ backend });
+    result.description = describeBackend();
+    result.matMulPeakGflops = await matMulPeakGflops(512, 3);
+    // On software WebGPU, LSH attention refuses to run (its host reads break the device there): full attention only.
+    const lshRefused = softwareWebGPU();
+    const points = await runSweep({ ...settings, nHashes: lshRefused ? [] : settings.nHashes }, (message) => progress.push(message));
+    if (lshRefused) {
+      for (const nHashes of settings.nHashes) {
+        for (const length of settings.lengths) {
+          points.push({ variant: 'lsh', nHashes, length, status: 'failed', reason: 'refused on software WebGPU (README, In the browser)' } as SweepPoint);
+        }
+      }
+    }
+    result.points = points;
+  } catch (error) {
+    result.error = (error as Error).stack ?? String(error);
+  }
+  await tf.ready();
+  window.benchResult = result;
+}
+
+void main();

@@ -1,0 +1,99 @@
+/**
+ * The attention sweep in headless Chromium, on each backend of a page:
+ *
+ *   flock /work/bench.lock npm run bench:browser      (a few minutes)
+ *   npm run bench:browser -- webgl wasm-threads        (only these configurations)
+ *   npm run bench:browser -- --tiny --out /tmp/x       (T = 128, one run: a check that it works)
+ *
+ * wasm with threads (the page cross-origin isolated), wasm on one thread (the
+ * same page without the COOP/COEP headers), webgl and webgpu. Each writes
+ * bench/results/browser-<name>.{md,json,svg} in the format of bench/run.ts.
+ * On a machine without a GPU, Chromium's WebGL and WebGPU run in software
+ * (SwiftShader): the reports say so, and their timings are not GPU timings.
+ */
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as tf from '@tensorflow/tfjs-core';
+import { bundlePages, REPO } from '../../scripts/browser/bundle.js';
+import { launchChromium } from '../../scripts/browser/chromium.js';
+import { serveStatic } from '../../scripts/browser/server.js';
+import type { SweepOptions } from '../attention_sweep.js';
+import { writeReport, type SweepReport } from '../report.js';
+import type { BenchResult } from './page.js';
+
+const settings: SweepOptions = {
+  lengths: [256, 512, 1024, 2048],
+  batch: 1,
+  heads: 4,
+  dim: 64,
+  nHashes: [2],
+  chunkLength: 64,
+  numChunksBefore: 1,
+  backward: false,
+  runs: 2,
+  budgetSeconds: 20,
+  profile: true,
+  full: true,
+};
+
+const configurations = [
+  { name: 'wasm-threads', backend: 'wasm', isolated: true },
+  { name: 'wasm-1-thread', backend: 'wasm', isolated: false },
+  { name: 'webgl', backend: 'webgl', isolated: true },
+  { name: 'webgpu', backend: 'webgpu', isolated: true },
+];
+
+const args = process.argv.slice(2);
+const tiny = args.includes('--tiny');
+const outIndex = args.indexOf('--out');
+const resultsDir = outIndex >= 0 ? args[outIndex + 1] : join(REPO, 'bench', 'results');
+const only = args.filter((a, i) => !a.startsWith('--') && (outIndex < 0 || i !== outIndex + 1));
+if (tiny) Object.assign(settings, { lengths: [128], runs: 1, profile: false });
+const out = mkdtempSync(join(tmpdir(), 'bench-browser-'));
+await bundlePages({ bench: join(REPO, 'bench', 'browser', 'page.ts') }, out);
+writeFileSync(join(out, 'index.html'), '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="./bench.js"></script>\n');
+const isolated = await serveStatic(out);
+const plain = await serveStatic(out, { isolate: false });
+const browser = await launchChromium();
+try {
+  for (const configuration of configurations) {
+    if (only.length > 0 && !only.includes(configuration.name)) continue;
+    const page = await browser.newPage();
+    page.on('console', (message) => {
+      if (message.type() === 'error') console.error(`[${configuration.name}] console: ${message.text()}`);
+    });
+    const server = configuration.isolated ? isolated : plain;
+    const url = `${server.url}index.html?backend=${configuration.backend}&settings=${encodeURIComponent(JSON.stringify(settings))}`;
+    console.error(`${configuration.name}: running…`);
+    await page.goto(url);
+    await page.waitForFunction(() => window.benchResult !== undefined, null, { timeout: 30 * 60_000, polling: 1000 });
+    const result = (await page.evaluate(() => window.benchResult)) as BenchResult;
+    await page.close();
+    if (result.error !== undefined || result.points === undefined) {
+      console.error(`${configuration.name}: failed: ${result.error}`);
+      continue;
+    }
+    const software = /swiftshader|SwiftShader/.test(result.description ?? '') || configuration.backend === 'webgl' || configuration.backend === 'webgpu';
+    const report: SweepReport = {
+      date: new Date().toISOString(),
+      backend:
+        `${result.description} in headless Chromium ${browser.version()}` +
+        (configuration.backend === 'wasm' ? `, ${result.crossOriginIsolated ? 'cross-origin isolated' : 'not cross-origin isolated'}` : '') +
+        (software && configuration.backend !== 'wasm' ? '; SOFTWARE rendering (SwiftShader, no GPU on this machine): not GPU timings' : ''),
+      versions: { tfjs: tf.version_core, node: process.version },
+      machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(totalmem() / 2 ** 30) },
+      settings,
+      matMulPeakGflops: result.matMulPeakGflops ?? 0,
+      points: result.points,
+    };
+    const paths = await writeReport(report, resultsDir, `browser-${configuration.name}`);
+    console.error(`${configuration.name}: ${result.description}; wrote ${paths.join(', ')}`);
+  }
+} finally {
+  await browser.close();
+  await isolated.close();
+  await plain.close();
+  rmSync(out, { recursive: true, force: true });
+}
