@@ -45,7 +45,9 @@ export interface InitBackendOptions {
    * calls across on the wasm backend (worker threads, each with its own wasm
    * backend; the calling thread is one of them): 1 for none. Other backends
    * run on one thread (tfjs-node has its own threads). See `startThreads`.
-   * Default: the TFJS_THREADS environment variable, else the machine's cores.
+   * Default: the TFJS_THREADS environment variable, else 1 (opt-in: on the
+   * 2-core machine it was measured on it gains at most 1.35×, and LSH
+   * attention at T ≥ 32768 was slower; bench/RESULTS.md).
    */
   threads?: number;
 }

@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describeBackend, initBackend, type BackendName } from 'tfjs-lsh-attention/backend';
 import { softwareWebGPU } from '../../src/host_reads.js';
 import { matMulPeakGflops, runSweep, type SweepOptions, type SweepPoint } from '../attention_sweep.js';
+import { runLayerSweep, type LayerPoint, type LayerSweepOptions } from '../layer_sweep.js';
 
 export interface BenchResult {
   description?: string;
@@ -19,6 +20,8 @@ export interface BenchResult {
   userAgent: string;
   matMulPeakGflops?: number;
   points?: SweepPoint[];
+  /** The whole-layer sweep (tfjs-layers' MultiHeadAttention against the library's layers), when asked for. */
+  layers?: { settings: LayerSweepOptions; points: LayerPoint[] };
   progress: string[];
   error?: string;
 }
@@ -34,6 +37,7 @@ async function main(): Promise<void> {
   const params = new URL(location.href).searchParams;
   const backend = (params.get('backend') ?? 'wasm') as BackendName;
   const settings = JSON.parse(params.get('settings') ?? '{}') as SweepOptions;
+  const layerSettings = params.has('layers') ? (JSON.parse(params.get('layers') as string) as LayerSweepOptions) : undefined;
   setWasmPaths(new URL('./', location.href).href);
   const progress: string[] = [];
   window.benchProgress = progress;
@@ -53,6 +57,11 @@ async function main(): Promise<void> {
       }
     }
     result.points = points;
+    if (layerSettings) {
+      // On software WebGPU the LSH layer refuses as LSH attention does: the layers' own points say so.
+      const layerPoints = await runLayerSweep(lshRefused ? { ...layerSettings, nHashes: [] } : layerSettings, (message) => progress.push(message));
+      result.layers = { settings: layerSettings, points: layerPoints };
+    }
   } catch (error) {
     result.error = (error as Error).stack ?? String(error);
   }

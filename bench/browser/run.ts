@@ -20,6 +20,7 @@ import { bundlePages, REPO } from '../../scripts/browser/bundle.js';
 import { launchChromium } from '../../scripts/browser/chromium.js';
 import { serveStatic } from '../../scripts/browser/server.js';
 import type { SweepOptions } from '../attention_sweep.js';
+import type { LayerSweepOptions } from '../layer_sweep.js';
 import { writeReport, type SweepReport } from '../report.js';
 import type { BenchResult } from './page.js';
 
@@ -38,6 +39,22 @@ const settings: SweepOptions = {
   full: true,
 };
 
+/** The whole layers at the same shapes (model size heads·dim), with tfjs-layers' MultiHeadAttention on its own budget. */
+const layerSettings: LayerSweepOptions = {
+  lengths: settings.lengths,
+  batch: settings.batch,
+  heads: settings.heads,
+  dim: settings.dim,
+  nHashes: settings.nHashes,
+  chunkLength: settings.chunkLength,
+  numChunksBefore: settings.numChunksBefore,
+  backward: false,
+  runs: settings.runs,
+  budgetSeconds: settings.budgetSeconds,
+  mhaBudgetSeconds: 60,
+  profile: settings.profile,
+};
+
 const configurations = [
   { name: 'wasm-threads', backend: 'wasm', isolated: true },
   { name: 'wasm-1-thread', backend: 'wasm', isolated: false },
@@ -50,7 +67,10 @@ const tiny = args.includes('--tiny');
 const outIndex = args.indexOf('--out');
 const resultsDir = outIndex >= 0 ? args[outIndex + 1] : join(REPO, 'bench', 'results');
 const only = args.filter((a, i) => !a.startsWith('--') && (outIndex < 0 || i !== outIndex + 1));
-if (tiny) Object.assign(settings, { lengths: [128], runs: 1, profile: false });
+if (tiny) {
+  Object.assign(settings, { lengths: [128], runs: 1, profile: false });
+  Object.assign(layerSettings, { lengths: [128], runs: 1, profile: false });
+}
 const out = mkdtempSync(join(tmpdir(), 'bench-browser-'));
 await bundlePages({ bench: join(REPO, 'bench', 'browser', 'page.ts') }, out);
 writeFileSync(join(out, 'index.html'), '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="./bench.js"></script>\n');
@@ -65,7 +85,9 @@ try {
       if (message.type() === 'error') console.error(`[${configuration.name}] console: ${message.text()}`);
     });
     const server = configuration.isolated ? isolated : plain;
-    const url = `${server.url}index.html?backend=${configuration.backend}&settings=${encodeURIComponent(JSON.stringify(settings))}`;
+    const url =
+      `${server.url}index.html?backend=${configuration.backend}&settings=${encodeURIComponent(JSON.stringify(settings))}` +
+      `&layers=${encodeURIComponent(JSON.stringify(layerSettings))}`;
     console.error(`${configuration.name}: running…`);
     await page.goto(url);
     await page.waitForFunction(() => window.benchResult !== undefined, null, { timeout: 30 * 60_000, polling: 1000 });
@@ -87,6 +109,7 @@ try {
       settings,
       matMulPeakGflops: result.matMulPeakGflops ?? 0,
       points: result.points,
+      ...(result.layers ? { layers: result.layers } : {}),
     };
     const paths = await writeReport(report, resultsDir, `browser-${configuration.name}`);
     console.error(`${configuration.name}: ${result.description}; wrote ${paths.join(', ')}`);
