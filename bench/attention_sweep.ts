@@ -123,7 +123,7 @@ export async function matMulPeakGflops(n = 1024, runs = 3): Promise<number> {
 }
 
 /** Runs `fn` once (result read back and disposed); returns ms. */
-async function timeOnce(fn: () => tf.Tensor | tf.Tensor[]): Promise<number> {
+export async function timeOnce(fn: () => tf.Tensor | tf.Tensor[]): Promise<number> {
   const start = performance.now();
   const result = fn();
   const outputs = Array.isArray(result) ? result : [result];

@@ -18,6 +18,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { fullMultiHeadAttention, lshMultiHeadAttention } from '../layers/index.js';
+import { timeOnce } from './attention_sweep.js';
 
 /** What to sweep. */
 export interface LayerSweepOptions {
@@ -152,17 +153,6 @@ async function makeSubject(variant: LayerVariant, nHashes: number | null, o: Lay
           seed: 1,
         });
   return { layer, run: (x) => layer.apply(x, { value: x }) as tf.Tensor, weights: () => layer.weights };
-}
-
-/** Runs `fn` once (results read back and disposed); returns ms. */
-async function timeOnce(fn: () => tf.Tensor | tf.Tensor[]): Promise<number> {
-  const start = performance.now();
-  const result = fn();
-  const outputs = Array.isArray(result) ? result : [result];
-  for (const t of outputs) await t.data();
-  const ms = performance.now() - start;
-  tf.dispose(outputs);
-  return ms;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
