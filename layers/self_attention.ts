@@ -515,7 +515,7 @@ export class LSHSelfAttention extends SelfAttentionBase {
   }
 
   private run(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions, withAttention: boolean): { output: tf.Tensor4D; attention: AttentionWeights | null } {
-    const [batch, , length, dim] = qk.shape;
+    const [, , length, dim] = qk.shape;
     if (this.usesFullAttention(length)) {
       const training = options.training === true;
       const fullOptions = {
@@ -530,14 +530,8 @@ export class LSHSelfAttention extends SelfAttentionBase {
     }
     const chunkLength = this.chunkLengthFor(length);
     const padded = validLength(length, this.nHashes, chunkLength); // = T in exact mode
-    const extra = padded - length;
-    let paddedMask = mask;
-    if (extra > 0) {
-      const pad4: Array<[number, number]> = [[0, 0], [0, 0], [0, extra], [0, 0]];
-      qk = tf.pad(qk, pad4);
-      v = tf.pad(v, pad4);
-      paddedMask = tf.pad(mask ?? tf.ones([batch, length]), [[0, 0], [0, extra]]) as tf.Tensor2D;
-    }
+    let paddedMask: tf.Tensor2D | null;
+    [qk, v, paddedMask] = padPositions(qk, v, mask, padded);
     const { nBuckets } = this.settings(padded);
     const training = options.training === true;
     // Inference: rotations fixed by the layer's seed. Training: fresh ones each call.
@@ -565,12 +559,7 @@ export class LSHSelfAttention extends SelfAttentionBase {
       allowDuplicateAttention: this.allowDuplicateAttention,
       attendAcrossBuckets: this.attendAcrossBuckets,
     };
-    if (!withAttention) {
-      const out = lshAttention(qk, v, lshOptions);
-      return { output: extra > 0 ? (tf.slice(out, [0, 0, 0, 0], [-1, -1, length, -1]) as tf.Tensor4D) : out, attention: null };
-    }
-    const result = lshAttention(qk, v, { ...lshOptions, returnAttention: true });
-    return extra > 0 ? stripPadding(result, length) : result;
+    return dropPadding(withAttention ? lshAttention(qk, v, { ...lshOptions, returnAttention: true }) : { output: lshAttention(qk, v, lshOptions), attention: null }, length);
   }
 
   override getConfig(): tf.serialization.ConfigDict {
@@ -673,16 +662,10 @@ export class LocalSelfAttention extends SelfAttentionBase {
   }
 
   private run(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, options: AttendOptions, withAttention: boolean): { output: tf.Tensor4D; attention: AttentionWeights | null } {
-    const [batch, , length] = qk.shape;
+    const length = qk.shape[2];
     const padded = Math.ceil(length / this.chunkLength) * this.chunkLength;
-    const extra = padded - length;
-    let paddedMask = mask;
-    if (extra > 0) {
-      const pad4: Array<[number, number]> = [[0, 0], [0, 0], [0, extra], [0, 0]];
-      qk = tf.pad(qk, pad4);
-      v = tf.pad(v, pad4);
-      paddedMask = tf.pad(mask ?? tf.ones([batch, length]), [[0, 0], [0, extra]]) as tf.Tensor2D;
-    }
+    let paddedMask: tf.Tensor2D | null;
+    [qk, v, paddedMask] = padPositions(qk, v, mask, padded);
     const training = options.training === true;
     const localOptions = {
       chunkLength: this.chunkLength,
@@ -695,12 +678,7 @@ export class LocalSelfAttention extends SelfAttentionBase {
       memoryLimitBytes: this.memoryLimitBytes,
       checkFinite: this.checkFinite,
     };
-    if (!withAttention) {
-      const out = localAttention(qk, v, localOptions);
-      return { output: extra > 0 ? (tf.slice(out, [0, 0, 0, 0], [-1, -1, length, -1]) as tf.Tensor4D) : out, attention: null };
-    }
-    const result = localAttention(qk, v, { ...localOptions, returnAttention: true });
-    return extra > 0 ? stripPadding(result, length) : result;
+    return dropPadding(withAttention ? localAttention(qk, v, { ...localOptions, returnAttention: true }) : { output: localAttention(qk, v, localOptions), attention: null }, length);
   }
 
   override getConfig(): tf.serialization.ConfigDict {
@@ -724,6 +702,22 @@ export function localSelfAttention(args: LocalSelfAttentionArgs = {}): LocalSelf
  * and the attention's query rows past T, and keys past T (padding: weight 0)
  * become unused slots (−1, 0). Keys are ascending, so those slots stay last.
  */
+/** qk and v [B, H, T, D] padded with zero positions up to `padded`, and the mask [B, T] with padding (0) there (unchanged when T = padded). */
+function padPositions(qk: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null, padded: number): [tf.Tensor4D, tf.Tensor4D, tf.Tensor2D | null] {
+  const [batch, , length] = qk.shape;
+  const extra = padded - length;
+  if (extra <= 0) return [qk, v, mask];
+  const pad4: Array<[number, number]> = [[0, 0], [0, 0], [0, extra], [0, 0]];
+  return [tf.pad(qk, pad4), tf.pad(v, pad4), tf.pad(mask ?? tf.ones([batch, length]), [[0, 0], [0, extra]]) as tf.Tensor2D];
+}
+
+/** The first `length` positions of a result computed on padded inputs (weights on padding dropped too). */
+function dropPadding(result: { output: tf.Tensor4D; attention: AttentionWeights | null }, length: number): { output: tf.Tensor4D; attention: AttentionWeights | null } {
+  if (result.output.shape[2] === length) return result;
+  if (result.attention === null) return { output: tf.slice(result.output, [0, 0, 0, 0], [-1, -1, length, -1]) as tf.Tensor4D, attention: null };
+  return stripPadding(result as AttentionResult, length);
+}
+
 function stripPadding(result: AttentionResult, length: number): { output: tf.Tensor4D; attention: AttentionWeights } {
   return tf.tidy(() => {
     const rows = (x: tf.Tensor4D) => tf.slice(x, [0, 0, 0, 0], [-1, -1, length, -1]) as tf.Tensor4D;
