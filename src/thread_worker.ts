@@ -28,7 +28,9 @@ function compute(m: SliceMessage): void {
       const attend = (a: tf.Tensor, b: tf.Tensor) =>
         m.fn === 'lsh' ? lshAttention(a as tf.Tensor4D, b as tf.Tensor4D, options) : fullAttention(a as tf.Tensor4D, b as tf.Tensor4D, options);
       const outputs = m.mode === 'gradient' ? tf.grads(attend)([qk, v], dy) : [attend(qk, v)];
-      outputs.forEach((out, k) => new Float32Array(m.buffer, m.outputs[k].offset, out.size).set(out.dataSync() as Float32Array));
+      // Straight from the wasm heap into the shared buffer (no host copy: fresh memory is slow to touch).
+      const heap = tf.backend() as unknown as { typedArrayFromHeap(t: tf.TensorInfo): Float32Array };
+      outputs.forEach((out, k) => new Float32Array(m.buffer, m.outputs[k].offset, out.size).set(heap.typedArrayFromHeap(out)));
     });
     Atomics.store(header, 0, STATE_DONE);
   } catch (error) {

@@ -56,11 +56,41 @@ function workerFile(): string {
   }
 }
 
+/** The two methods of tfjs-backend-wasm's backend the pool uses to copy straight between its heap and shared memory. */
+interface WasmHeap {
+  /** A view of a tensor's values in the wasm heap: valid until the heap next grows (take it right before use). */
+  typedArrayFromHeap(tensor: tf.TensorInfo): Float32Array;
+  /** A new tensor's storage in the heap (values unset). */
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+}
+
+const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
 class Pool implements ParallelRunner {
+  /**
+   * Each worker's shared buffer, kept between calls and replaced only when a
+   * call needs more. Fresh memory is expensive to touch (on this project's
+   * VMs, ≈ 80 ms for 32 MiB: every first write of a page faults), so the data
+   * path allocates nothing per call: slices go from the wasm heap to these
+   * buffers and back, with no intermediate host arrays.
+   */
+  private readonly buffers: Array<SharedArrayBuffer | undefined>;
+
   constructor(
     readonly workers: Worker[],
     readonly threads: number,
-  ) {}
+  ) {
+    this.buffers = workers.map(() => undefined);
+  }
+
+  /** Worker `w`'s buffer with room for `bytes` (grown by a quarter more than asked, so slowly growing calls do not reallocate each time). */
+  private buffer(w: number, bytes: number): SharedArrayBuffer {
+    const current = this.buffers[w];
+    if (current !== undefined && current.byteLength >= bytes) return current;
+    const next = new SharedArrayBuffer(Math.ceil((bytes * 1.25) / 8) * 8);
+    this.buffers[w] = next;
+    return next;
+  }
 
   run(
     fn: ParallelFunction,
@@ -72,13 +102,14 @@ class Pool implements ParallelRunner {
     slices: ParallelSlice[],
     local: (inputs: tf.Tensor4D[], options: Record<string, unknown>) => tf.Tensor4D[],
   ): tf.Tensor4D[] {
+    const heap = tf.backend() as unknown as WasmHeap;
+    const engine = tf.engine();
     const plain: Record<string, unknown> = {};
     const tensors: SliceMessage['tensors'] = {};
     for (const [key, value] of Object.entries(options)) {
       if (value instanceof HostTensor) tensors[key] = [value.values, value.shape, value.dtype];
       else if (value !== undefined) plain[key] = value;
     }
-    const data = inputs.map((x) => x.dataSync() as Float32Array);
     const sliceShape = (shape: number[], s: ParallelSlice): number[] => {
       const out = [...shape];
       out[axis] = s.end - s.start;
@@ -99,9 +130,8 @@ class Pool implements ParallelRunner {
         else whole.set(slice.subarray(b * width, (b + 1) * width), at);
       }
     };
-    const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
-    // Hand every slice but the first to a worker.
+    // Hand every slice but the first to a worker: copied from the heap into the worker's shared buffer.
     const pending: Array<{ buffer: SharedArrayBuffer; outputs: SliceMessage['outputs']; slice: ParallelSlice; worker: number }> = [];
     for (let i = 1; i < slices.length; i++) {
       const s = slices[i];
@@ -113,53 +143,58 @@ class Pool implements ParallelRunner {
       };
       const inputPlaces = inputs.map((x) => place(sliceShape(x.shape, s)));
       const outputPlaces = outputShapes(s).map(place);
-      const buffer = new SharedArrayBuffer(offset);
-      inputs.forEach((x, k) => copy(data[k], x.shape, s, new Float32Array(buffer, inputPlaces[k].offset, count(inputPlaces[k].shape)), true));
+      const buffer = this.buffer(i - 1, offset);
+      new Int32Array(buffer, 0, 2).fill(0); // STATE_BUSY, no error
+      inputs.forEach((x, k) => copy(heap.typedArrayFromHeap(x), x.shape, s, new Float32Array(buffer, inputPlaces[k].offset, count(inputPlaces[k].shape)), true));
       const message: SliceMessage = { fn, mode, buffer, inputs: inputPlaces, outputs: outputPlaces, options: plain, tensors };
       this.workers[i - 1].postMessage(message);
       pending.push({ buffer, outputs: outputPlaces, slice: s, worker: i - 1 });
     }
 
-    // The first slice here, meanwhile: cut on the host (tf.slice of a middle axis is slow on wasm).
+    // The first slice here, meanwhile: its inputs cut from the heap into new heap tensors (tf.slice of a middle axis is slow on wasm).
     const first = slices[0];
     const firstOutputs = tf.tidy(() => {
-      const sliceInputs = inputs.map((x, k) => {
-        const shape = sliceShape(x.shape, first);
-        const values = new Float32Array(count(shape));
-        copy(data[k], x.shape, first, values, true);
-        return tf.tensor<tf.Rank>(values, shape, 'float32') as tf.Tensor4D;
-      });
+      const infos = inputs.map((x) => heap.makeOutput(sliceShape(x.shape, first), 'float32'));
+      // Views only after every allocation (an allocation can grow the heap, which detaches earlier views).
+      inputs.forEach((x, k) => copy(heap.typedArrayFromHeap(x), x.shape, first, heap.typedArrayFromHeap(infos[k]), true));
+      const sliceInputs = infos.map((info) => engine.makeTensorFromTensorInfo(info) as tf.Tensor4D);
       return local(sliceInputs, materialize(options));
     });
 
-    // Whole outputs assembled on the host, then one tensor each (no per-slice tensors, no concat).
-    const wholeShapes = firstOutputs.map((out, k) => {
-      const shape = [...out.shape];
-      shape[axis] = slices[slices.length - 1].end;
-      return shape;
-    });
-    const wholes = wholeShapes.map((shape) => new Float32Array(count(shape)));
+    // Whole outputs in the heap, filled from the calling thread's slice and the workers' buffers.
+    let wholes: tf.Tensor4D[] = [];
+    let failure: Error | undefined;
     try {
-      firstOutputs.forEach((out, k) => copy(wholes[k], wholeShapes[k], first, out.dataSync() as Float32Array, false));
+      const wholeShapes = firstOutputs.map((out) => {
+        const shape = [...out.shape];
+        shape[axis] = slices[slices.length - 1].end;
+        return shape;
+      });
+      wholes = wholeShapes.map((shape) => engine.makeTensorFromTensorInfo(heap.makeOutput(shape, 'float32')) as tf.Tensor4D);
+      firstOutputs.forEach((out, k) => copy(heap.typedArrayFromHeap(wholes[k]), wholeShapes[k], first, heap.typedArrayFromHeap(out), false));
+      for (const { buffer, outputs, slice, worker } of pending) {
+        const header = new Int32Array(buffer, 0, 2);
+        if (Atomics.wait(header, 0, STATE_BUSY, WAIT_MS) === 'timed-out') {
+          failure ??= new Error(`attention thread ${worker + 1} did not answer within ${WAIT_MS / 60000} minutes`);
+          continue;
+        }
+        if (Atomics.load(header, 0) === STATE_FAILED) {
+          const text = new TextDecoder().decode(new Uint8Array(buffer, HEADER_BYTES, header[1]).slice());
+          failure ??= new Error(`attention thread ${worker + 1} failed: ${text}`);
+          continue;
+        }
+        outputs.forEach(({ offset, shape }, k) =>
+          copy(heap.typedArrayFromHeap(wholes[k]), wholeShapes[k], slice, new Float32Array(buffer, offset, count(shape)), false),
+        );
+      }
     } finally {
       tf.dispose(firstOutputs);
     }
-    let failure: Error | undefined;
-    for (const { buffer, outputs, slice, worker } of pending) {
-      const header = new Int32Array(buffer, 0, 2);
-      if (Atomics.wait(header, 0, STATE_BUSY, WAIT_MS) === 'timed-out') {
-        failure ??= new Error(`attention thread ${worker + 1} did not answer within ${WAIT_MS / 60000} minutes`);
-        continue;
-      }
-      if (Atomics.load(header, 0) === STATE_FAILED) {
-        const text = new TextDecoder().decode(new Uint8Array(buffer, HEADER_BYTES, header[1]).slice());
-        failure ??= new Error(`attention thread ${worker + 1} failed: ${text}`);
-        continue;
-      }
-      outputs.forEach(({ offset, shape }, k) => copy(wholes[k], wholeShapes[k], slice, new Float32Array(buffer, offset, count(shape)), false));
+    if (failure) {
+      tf.dispose(wholes);
+      throw failure;
     }
-    if (failure) throw failure;
-    return wholes.map((values, k) => tf.tensor<tf.Rank>(values, wholeShapes[k], 'float32') as tf.Tensor4D);
+    return wholes;
   }
 }
 

@@ -88,6 +88,20 @@ describe('attention threads [wasm]', () => {
     tf.dispose([x, y, one, many]);
   });
 
+  it('keeps its shared buffers between calls: a smaller call after a larger one, then a larger one again, are each bitwise one thread', async () => {
+    await startThreads(2);
+    for (const length of [64, 16, 48, 96]) {
+      const x = tf.randomNormal([2, 4, length, D], 0, 1, 'float32', length) as tf.Tensor4D;
+      const y = tf.randomNormal([2, 4, length, D], 0, 1, 'float32', length + 1) as tf.Tensor4D;
+      const before = tf.memory().numTensors;
+      const [one, many] = await both(2, () => lshAttention(x, y, { nHashes: 2, chunkLength: 8, causal: true, seed: 4 }));
+      expect(firstDifference(one, many)).toBe(-1);
+      tf.dispose([one, many]);
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose([x, y]);
+    }
+  });
+
   it('without a seed, every thread hashes with the same fresh rotations (heads stay consistent with one call)', async () => {
     // The same head twice: a split that drew rotations per thread would give the two copies different outputs.
     const head = tf.randomNormal([1, 1, T, D], 0, 1, 'float32', 21);
