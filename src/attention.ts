@@ -22,7 +22,7 @@ import {
   type NBuckets,
 } from './hashing.js';
 import { batchMatMul } from './kernels/batch_matmul.js';
-import { maskedSoftmax } from './kernels/masked_softmax.js';
+import { canMaskAtPositions, maskedSoftmax, maskedSoftmaxAtPositions, type MaskedSoftmaxResult } from './kernels/masked_softmax.js';
 import { assertHostReadable } from './host_reads.js';
 import { formatBytes, guardMemory, recordingGradients } from './memory.js';
 import { runInParallel } from './parallel.js';
@@ -518,8 +518,14 @@ interface Block {
   queryItems: Int32Array;
   /** [n·L] rows of the inputs the keys (and values) come from. */
   keyRows: Int32Array;
-  /** [n·C·L]: 0 where a logit is kept, else the logit that replaces it. */
-  fill: Float32Array;
+  /** [n·C·L]: 0 where a logit is kept, else the logit that replaces it; null when the masks are given by {@link Block.positions}. */
+  fill: Float32Array | null;
+  /**
+   * The masks as positions, for the wasm kernel that writes the fill itself
+   * ({@link maskedSoftmaxAtPositions}): each query's and key's position and
+   * −1 where the key is padding. Null when {@link Block.fill} is built.
+   */
+  positions: { queryPositions: Int32Array; keyPositions: Int32Array; keyMasked: Int32Array } | null;
   /** [n·C·L]: added to the kept logits (the duplicate correction, −log count), or null when there is none. */
   bias: Float32Array | null;
   /** [n·C]: 1 where the query keeps at least one logit, else 0 (every logit of its row replaced). */
@@ -547,7 +553,13 @@ function buildBlock(host: HostSort, dims: BlockDims, chunks: Array<[number, numb
   const queryRows = new Int32Array(count * chunkLength);
   const queryItems = new Int32Array(count * chunkLength);
   const keyRows = new Int32Array(count * window);
-  const fill = new Float32Array(count * chunkLength * window);
+  // The plain masks (own position, padding, causal) as positions when the wasm kernel can write the fill
+  // itself: a dense fill is n·C·L floats built here and copied to the heap, the positions n·(C + 2L) ints.
+  const atPositions = !local && allowDuplicates && acrossBuckets && canMaskAtPositions(window);
+  const positions = atPositions
+    ? { queryPositions: new Int32Array(count * chunkLength), keyPositions: new Int32Array(count * window), keyMasked: new Int32Array(count * window) }
+    : null;
+  const fill = new Float32Array(atPositions ? 0 : count * chunkLength * window);
   const bias = allowDuplicates ? null : new Float32Array(count * chunkLength * window);
   const queryKept = new Float32Array(count * chunkLength);
   const queryPositions = new Int32Array(chunkLength);
@@ -588,6 +600,27 @@ function buildBlock(host: HostSort, dims: BlockDims, chunks: Array<[number, numb
         keyRows[n * window + l] = rowBase + position;
       }
     }
+    if (positions !== null) {
+      // Which queries keep a logit, from the unpadded keys' lowest and highest position: a key is kept when it
+      // is not the query's own position (and, causal, before it).
+      let lowest = Number.POSITIVE_INFINITY;
+      let highest = Number.NEGATIVE_INFINITY;
+      for (let k = 0; k < window; k++) {
+        positions.keyPositions[n * window + k] = keyPositions[k];
+        positions.keyMasked[n * window + k] = -keyPadded[k];
+        if (keyPadded[k] === 0) {
+          if (keyPositions[k] < lowest) lowest = keyPositions[k];
+          if (keyPositions[k] > highest) highest = keyPositions[k];
+        }
+      }
+      for (let c = 0; c < chunkLength; c++) {
+        const query = queryPositions[c];
+        positions.queryPositions[n * chunkLength + c] = query;
+        const kept = lowest > highest ? false : causal ? lowest < query : lowest !== highest || lowest !== query;
+        queryKept[n * chunkLength + c] = kept ? 1 : 0;
+      }
+      continue;
+    }
     let offset = n * chunkLength * window;
     for (let c = 0; c < chunkLength; c++) {
       const query = queryPositions[c];
@@ -627,7 +660,13 @@ function buildBlock(host: HostSort, dims: BlockDims, chunks: Array<[number, numb
       queryKept[n * chunkLength + c] = kept;
     }
   }
-  return { queryRows, queryItems, keyRows, fill, bias, queryKept, keyInside };
+  return { queryRows, queryItems, keyRows, fill: positions === null ? fill : null, bias, queryKept, keyInside, positions };
+}
+
+/** A block's masked softmax: from positions in the wasm kernel when the block has them, else with its dense fill. */
+function blockSoftmax(block: Block, logits: tf.Tensor3D, causal: boolean): MaskedSoftmaxResult {
+  if (block.positions !== null) return maskedSoftmaxAtPositions(logits, { ...block.positions, causal });
+  return maskedSoftmax(logits, tf.tensor3d(block.fill as Float32Array, logits.shape));
 }
 
 /**
@@ -724,7 +763,7 @@ function lshForward(pass: LSHPass, qkRows: tf.Tensor2D, vRows: tf.Tensor2D): { o
         const { queries, keys, values } = gatherBlock(pass, block, count, qkRows, vRows);
         const logits = blockLogits(block, queries, keys, count, chunkLength, pass.window); // [n, C, L]
         // Masks and softmax in one kernel on wasm (plain tf ops elsewhere): fill replaces masked logits.
-        const softmax = maskedSoftmax(logits, tf.tensor3d(block.fill, [count, chunkLength, pass.window]));
+        const softmax = blockSoftmax(block, logits, pass.causal);
         if (pass.collect) pass.collect.blocks.push({ block, weights: softmax.weights.dataSync() as Float32Array });
         const attended = pass.dropout > 0 ? (tf.mul(softmax.weights, dropoutScales(pass, index, [count, chunkLength, pass.window])) as tf.Tensor3D) : softmax.weights;
         const out = batchMatMul(attended, values);
@@ -806,8 +845,7 @@ function lshBackward(
       const count = chunks.length;
       const [dQueries, dKeys, dValues] = tf.tidy(() => {
         const { queries, rawKeys, keys, values } = gatherBlock(pass, block, count, qkRows, vRows);
-        const fill = tf.tensor3d(block.fill, [count, chunkLength, window]);
-        const { weights } = maskedSoftmax(blockLogits(block, queries, keys, count, chunkLength, window), fill); // W [n, C, L]
+        const { weights } = blockSoftmax(block, blockLogits(block, queries, keys, count, chunkLength, window), pass.causal); // W [n, C, L]
         const scales = pass.dropout > 0 ? dropoutScales(pass, index, [count, chunkLength, window]) : null;
         const attended = scales ? (tf.mul(weights, scales) as tf.Tensor3D) : weights; // A
         const queryRows = tf.tensor1d(block.queryRows, 'int32');

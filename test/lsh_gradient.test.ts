@@ -12,6 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
 import { hashBuckets, lshAttention, randomRotations, type NBuckets } from '../src/index.js';
+import { initBackend } from '../src/backend.js';
 import { describeBackends } from './helpers.js';
 import { referenceBuckets, referenceHashMargin, referenceLSHAttention, type ReferenceLSHInput } from './reference.js';
 
@@ -188,4 +189,39 @@ describeBackends('lshAttention gradient', () => {
     // Inputs, output and round weights: a small multiple of B·H·T·(D + Dv + R) floats.
     expect(large).toBeLessThan(4 * 4 * B * H * 256 * (D + D + 4));
   });
+});
+
+// On wasm, blocks whose windows are a multiple of 4 keys give the masked-softmax kernel positions instead of a
+// dense mask (the kernel writes the masks itself); cpu always builds the dense mask. Heavy padding and causal
+// masks make rows that keep no logit (their queries must get no gradient through the products).
+it('wasm with masks from positions gives the gradients of cpu with dense masks: heavy padding, causal and not, padded rows get dy too', async () => {
+  const [B, H, T, D] = [2, 2, 32, 8];
+  const inputs = [gaussians(B * H * T * D, 31), gaussians(B * H * T * D, 32), gaussians(B * H * T * D, 33)];
+  const mask = Float32Array.from({ length: B * T }, (_, i) => (i % T < (i < T ? 6 : 20) ? 1 : 0));
+  const run = (causal: boolean) =>
+    tf.tidy(() => {
+      const [qk, v, upstream] = inputs.map((x) => tf.tensor4d(x, [B, H, T, D]));
+      const options = { nHashes: 3, nBuckets: 8, chunkLength: 4, numChunksBefore: 1, numChunksAfter: 1, seed: 5, causal, mask: tf.tensor2d(mask, [B, T]) };
+      const loss = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(lshAttention(a as tf.Tensor4D, b as tf.Tensor4D, options), upstream));
+      return tf.grads(loss)([qk, v]).map((g) => g.dataSync() as Float32Array);
+    });
+  await initBackend({ backend: 'wasm' }); // registers the wasm backend and its kernels
+  const previous = tf.getBackend();
+  try {
+    for (const causal of [false, true]) {
+      await initBackend({ backend: 'cpu' });
+      const dense = run(causal);
+      await initBackend({ backend: 'wasm' });
+      const before = tf.memory().numTensors;
+      const fromPositions = run(causal);
+      expect(tf.memory().numTensors).toBe(before);
+      for (let k = 0; k < 2; k++) {
+        let worst = 0;
+        for (let i = 0; i < dense[k].length; i++) worst = Math.max(worst, Math.abs(dense[k][i] - fromPositions[k][i]));
+        expect(worst).toBeLessThan(1e-5);
+      }
+    }
+  } finally {
+    await initBackend({ backend: previous as 'cpu' | 'wasm' });
+  }
 });

@@ -38,6 +38,22 @@ interface MaskedSoftmaxExports extends KernelExports {
    * `stats`. Pointers are byte offsets.
    */
   run(rows: number, length: number, data: number, fill: number, stats: number): void;
+  /**
+   * Writes the fill of rows `first` … `first + rows − 1` of [n, C, L] at
+   * `out` from positions: −1e5 where the key's position is the query's,
+   * else −1e9 where the key is masked (kmask −1) or, with `causal` 1, after
+   * the query, else 0. qpos [n·C], kpos and kmask [n·L], int32; L % 4 = 0.
+   */
+  fill(first: number, rows: number, c: number, length: number, qpos: number, kpos: number, kmask: number, causal: number, out: number): void;
+}
+
+/** Masks given by positions instead of a dense fill (the kernel writes the fill itself, a few hundred rows at a time). */
+interface PositionMaskViews {
+  queryPositions: Int32Array;
+  keyPositions: Int32Array;
+  keyMasked: Int32Array;
+  queriesPerMatrix: number;
+  causal: boolean;
 }
 
 const kernelModule = new LazyKernel<MaskedSoftmaxExports>(MASKED_SOFTMAX_WASM_BASE64);
@@ -48,24 +64,36 @@ const kernelModule = new LazyKernel<MaskedSoftmaxExports>(MASKED_SOFTMAX_WASM_BA
  * kernel: weights, and per row the maximum and log of the shifted sum.
  */
 function softmaxWithKernel(
-  logits: Float32Array, fill: Float32Array, weights: Float32Array, rowMax: Float32Array, logSum: Float32Array,
+  logits: Float32Array, fill: Float32Array | PositionMaskViews, weights: Float32Array, rowMax: Float32Array, logSum: Float32Array,
   rows: number, length: number,
 ): void {
   const kernel = kernelModule.instance();
   const chunk = Math.max(1, Math.min(rows, Math.floor(CHUNK_TARGET_BYTES / (8 * length))));
-  // Layout: data (logits in, weights out) | fill | stats, 16-byte aligned.
+  // Layout: data (logits in, weights out) | fill | stats [| query positions | key positions | key masks], 16-byte aligned.
   const dataIn = 0;
   const fillIn = roundUp(4 * chunk * length, 16);
   const statsOut = fillIn + roundUp(4 * chunk * length, 16);
-  ensureKernelMemory(kernel, statsOut + STATS_BYTES_PER_ROW * chunk, 'maskedSoftmax', `rows of ${length} logits`, 'use shorter rows');
+  const positionsIn = roundUp(statsOut + STATS_BYTES_PER_ROW * chunk, 16);
+  const masks = fill instanceof Float32Array ? null : fill;
+  const keysIn = masks === null ? positionsIn : positionsIn + roundUp(4 * masks.queryPositions.length, 16);
+  const keyMasksIn = masks === null ? keysIn : keysIn + roundUp(4 * masks.keyPositions.length, 16);
+  const end = masks === null ? positionsIn : keyMasksIn + 4 * masks.keyMasked.length;
+  ensureKernelMemory(kernel, end, 'maskedSoftmax', `rows of ${length} logits`, 'use shorter rows');
   const memory = new Float32Array(kernel.memory.buffer);
   const stats = new Float64Array(kernel.memory.buffer, statsOut, 2 * chunk);
+  if (masks !== null) {
+    const ints = new Int32Array(kernel.memory.buffer);
+    ints.set(masks.queryPositions, positionsIn / 4);
+    ints.set(masks.keyPositions, keysIn / 4);
+    ints.set(masks.keyMasked, keyMasksIn / 4);
+  }
   for (let start = 0; start < rows; start += chunk) {
     const count = Math.min(chunk, rows - start);
     const from = start * length;
     const to = from + count * length;
     memory.set(logits.subarray(from, to), dataIn / 4);
-    memory.set(fill.subarray(from, to), fillIn / 4);
+    if (masks === null) memory.set((fill as Float32Array).subarray(from, to), fillIn / 4);
+    else kernel.fill(start, count, masks.queriesPerMatrix, length, positionsIn, keysIn, keyMasksIn, masks.causal ? 1 : 0, fillIn);
     kernel.run(count, length, dataIn, fillIn, statsOut);
     weights.set(memory.subarray(dataIn / 4, dataIn / 4 + count * length), from);
     for (let r = 0; r < count; r++) {
@@ -130,6 +158,99 @@ export function registerMaskedSoftmaxKernel(): void {
       kernelFunc: maskedSoftmaxWasmKernel as unknown as tf.KernelFunc,
     });
   }
+}
+
+/** Name of the wasm kernel that takes positions instead of a dense fill. */
+export const MASKED_SOFTMAX_AT_POSITIONS_KERNEL_NAME = 'LSHMaskedSoftmaxAtPositions';
+
+/** The tfjs kernel: logits [n, C, L] and int32 queryPositions [n, C], keyPositions and keyMasked [n, L]; attrs {causal}. */
+function maskedSoftmaxAtPositionsWasmKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo[] {
+  const backend = args.backend as WasmBackendLike;
+  const { logits, queryPositions, keyPositions, keyMasked } = args.inputs as Record<string, tf.TensorInfo>;
+  const [n, c, length] = logits.shape;
+  const rowShape = [n, c, 1];
+  const rows = n * c;
+  for (const x of [logits, queryPositions, keyPositions, keyMasked]) backend.typedArrayFromHeap(x);
+  const weights = backend.makeOutput([...logits.shape], 'float32');
+  const rowMax = backend.makeOutput(rowShape, 'float32');
+  const logSum = backend.makeOutput(rowShape, 'float32');
+  if (rows === 0) return [weights, rowMax, logSum];
+  softmaxWithKernel(
+    backend.typedArrayFromHeap(logits) as Float32Array,
+    {
+      queryPositions: backend.typedArrayFromHeap(queryPositions) as Int32Array,
+      keyPositions: backend.typedArrayFromHeap(keyPositions) as Int32Array,
+      keyMasked: backend.typedArrayFromHeap(keyMasked) as Int32Array,
+      queriesPerMatrix: c,
+      causal: args.attrs?.causal === true,
+    },
+    backend.typedArrayFromHeap(weights) as Float32Array,
+    backend.typedArrayFromHeap(rowMax) as Float32Array,
+    backend.typedArrayFromHeap(logSum) as Float32Array,
+    rows,
+    length,
+  );
+  return [weights, rowMax, logSum];
+}
+
+/**
+ * Whether {@link maskedSoftmaxAtPositions} runs here: the wasm backend, and
+ * rows of a multiple of 4 keys.
+ */
+export function canMaskAtPositions(keysPerRow: number): boolean {
+  return tf.getBackend() === 'wasm' && keysPerRow > 0 && keysPerRow % 4 === 0;
+}
+
+/**
+ * {@link maskedSoftmax}'s forward values (no gradient) with the masks given
+ * by positions, written inside the wasm kernel a few hundred rows at a time
+ * instead of read from a dense [n, C, L] fill built on the host: for query
+ * row (m, c) and key (m, k),
+ *
+ *   fill = keyPositions[m, k] == queryPositions[m, c] ? −1e5
+ *        : keyMasked[m, k] or (causal and keyPositions[m, k] > queryPositions[m, c]) ? −1e9
+ *        : 0 (kept)
+ *
+ * (LSH attention's masks with every key in the sequence and buckets not
+ * compared). Wasm only, L a multiple of 4: check {@link canMaskAtPositions}.
+ *
+ * @param logits float32 [n, C, L].
+ * @param queryPositions int32 [n·C]; keyPositions int32 [n·L]; keyMasked int32 [n·L], −1 where masked, else 0.
+ * @returns weights [n, C, L], rowMax [n, C, 1], logSum [n, C, 1], float32.
+ */
+export function maskedSoftmaxAtPositions(
+  logits: tf.Tensor3D,
+  masks: { queryPositions: Int32Array; keyPositions: Int32Array; keyMasked: Int32Array; causal: boolean },
+): MaskedSoftmaxResult {
+  const [n, c, length] = logits.shape;
+  if (!canMaskAtPositions(length)) {
+    throw new Error(`maskedSoftmaxAtPositions: needs the wasm backend and rows of a multiple of 4 keys, got backend ${tf.getBackend()} and ${length} keys; use maskedSoftmax with a dense fill`);
+  }
+  if (masks.queryPositions.length !== n * c || masks.keyPositions.length !== n * length || masks.keyMasked.length !== n * length) {
+    throw new Error(
+      `maskedSoftmaxAtPositions: expected ${n * c} query positions and ${n * length} key positions and masks for logits [${logits.shape.join(', ')}], ` +
+        `got ${masks.queryPositions.length}, ${masks.keyPositions.length} and ${masks.keyMasked.length}`,
+    );
+  }
+  if (tf.getKernel(MASKED_SOFTMAX_AT_POSITIONS_KERNEL_NAME, 'wasm') === undefined) {
+    tf.registerKernel({
+      kernelName: MASKED_SOFTMAX_AT_POSITIONS_KERNEL_NAME,
+      backendName: 'wasm',
+      kernelFunc: maskedSoftmaxAtPositionsWasmKernel as unknown as tf.KernelFunc,
+    });
+  }
+  return tf.tidy(() => {
+    const inputs = {
+      logits,
+      queryPositions: tf.tensor1d(masks.queryPositions, 'int32'),
+      keyPositions: tf.tensor1d(masks.keyPositions, 'int32'),
+      keyMasked: tf.tensor1d(masks.keyMasked, 'int32'),
+    };
+    const [weights, rowMax, logSum] = tf.engine().runKernel(MASKED_SOFTMAX_AT_POSITIONS_KERNEL_NAME, inputs as unknown as tf.NamedTensorMap, {
+      causal: masks.causal,
+    }) as tf.Tensor3D[];
+    return { weights, rowMax, logSum };
+  });
 }
 
 /** What {@link maskedSoftmax} returns (a type, not an interface, so tf.tidy can return it). */

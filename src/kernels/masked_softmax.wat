@@ -187,4 +187,45 @@
       (local.set $stats (i32.add (local.get $stats) (i32.const 16)))
       (local.set $row (i32.add (local.get $row) (i32.const 1)))
       (br_if $rowsLoop (i32.lt_u (local.get $row) (local.get $rows)))))
+
+  ;; ---------------------------------------------------------------- fill
+  ;; Writes the fill of `rows` rows (rows first .. first+rows-1 of [n, C, L])
+  ;; from positions, so the caller need not build (and copy) a dense mask:
+  ;;
+  ;;   fill[r, k] = kpos[k] == qpos[r]                       ? -1e5  (own position)
+  ;;              : kmask[k] or (causal and kpos[k] > qpos[r]) ? -1e9  (masked key)
+  ;;              : 0                                                  (kept)
+  ;;
+  ;; with kpos, kmask the keys of matrix n = r / C ([n, L] int32; kmask 0 or
+  ;; -1, all bits), qpos [n·C] int32, causal 0 or 1. L must be a multiple of 4
+  ;; (the caller checks). Rows are written back to back at `out`.
+  (func (export "fill") (param $first i32) (param $rows i32) (param $c i32) (param $len i32)
+    (param $qpos i32) (param $kpos i32) (param $kmask i32) (param $causal i32) (param $out i32)
+    (local $r i32) (local $end i32) (local $kp i32) (local $km i32) (local $kend i32) (local $keyOffset i32)
+    (local $q v128) (local $pos v128) (local $causalBits v128) (local $masked v128)
+    (if (i32.le_s (local.get $rows) (i32.const 0)) (then (return)))
+    (local.set $causalBits (i32x4.splat (i32.sub (i32.const 0) (i32.ne (local.get $causal) (i32.const 0)))))
+    (local.set $r (local.get $first))
+    (local.set $end (i32.add (local.get $first) (local.get $rows)))
+    (loop $rowLoop
+      (local.set $q (i32x4.splat (i32.load (i32.add (local.get $qpos) (i32.shl (local.get $r) (i32.const 2))))))
+      (local.set $keyOffset (i32.shl (i32.mul (i32.div_u (local.get $r) (local.get $c)) (local.get $len)) (i32.const 2)))
+      (local.set $kp (i32.add (local.get $kpos) (local.get $keyOffset)))
+      (local.set $km (i32.add (local.get $kmask) (local.get $keyOffset)))
+      (local.set $kend (i32.add (local.get $kp) (i32.shl (local.get $len) (i32.const 2))))
+      (loop $keyLoop
+        (local.set $pos (v128.load (local.get $kp)))
+        (local.set $masked
+          (v128.or (v128.load (local.get $km)) (v128.and (i32x4.gt_s (local.get $pos) (local.get $q)) (local.get $causalBits))))
+        (v128.store (local.get $out)
+          (v128.bitselect
+            (v128.const f32x4 -1e5 -1e5 -1e5 -1e5)
+            (v128.and (local.get $masked) (v128.const f32x4 -1e9 -1e9 -1e9 -1e9))
+            (i32x4.eq (local.get $pos) (local.get $q))))
+        (local.set $out (i32.add (local.get $out) (i32.const 16)))
+        (local.set $km (i32.add (local.get $km) (i32.const 16)))
+        (local.set $kp (i32.add (local.get $kp) (i32.const 16)))
+        (br_if $keyLoop (i32.lt_u (local.get $kp) (local.get $kend))))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br_if $rowLoop (i32.lt_u (local.get $r) (local.get $end)))))
 )

@@ -7,8 +7,9 @@
  * errors.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { expect, it } from 'vitest';
-import { MASKED_SOFTMAX_KERNEL_NAME, maskedSoftmax } from '../../src/kernels/masked_softmax.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { MASKED_SOFTMAX_KERNEL_NAME, canMaskAtPositions, maskedSoftmax, maskedSoftmaxAtPositions } from '../../src/kernels/masked_softmax.js';
+import { initBackend } from '../../src/backend.js';
 import { MASKED_LOGIT, SELF_ATTENTION_LOGIT } from '../../src/attention.js';
 import { stopGradient } from '../../src/ops.js';
 import { describeBackends, expectNoLeaks, maxAbsDiff, randomTensor } from '../helpers.js';
@@ -382,5 +383,63 @@ describeBackends('maskedSoftmax errors', () => {
       expect(call).toThrow(message);
     });
     expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('maskedSoftmaxAtPositions [wasm]: the kernel writes the masks from positions', () => {
+  beforeAll(async () => {
+    await initBackend({ backend: 'wasm' });
+  });
+
+  /** The dense fill the positions stand for, written from the rule (own position −1e5, masked or causal future −1e9). */
+  function denseFill(n: number, c: number, l: number, qpos: Int32Array, kpos: Int32Array, kmask: Int32Array, causal: boolean): Float32Array {
+    const fill = new Float32Array(n * c * l);
+    for (let m = 0; m < n; m++) {
+      for (let q = 0; q < c; q++) {
+        for (let k = 0; k < l; k++) {
+          const query = qpos[m * c + q];
+          const key = kpos[m * l + k];
+          fill[(m * c + q) * l + k] =
+            key === query ? SELF_ATTENTION_LOGIT : kmask[m * l + k] !== 0 || (causal && key > query) ? MASKED_LOGIT : 0;
+        }
+      }
+    }
+    return fill;
+  }
+
+  // Shapes with more rows than one kernel chunk (2^19 bytes of logits and fill: 512 rows of 128) and several matrices.
+  for (const [n, c, l] of [[3, 4, 8], [40, 64, 128], [7, 5, 12]] as Shape[]) {
+    for (const causal of [false, true]) {
+      it(`[${n}, ${c}, ${l}]${causal ? ' causal' : ''}: the weights, rowMax and logSum of maskedSoftmax with the dense fill`, () => {
+        const next = uniforms(n * 100 + l + (causal ? 1 : 0));
+        const span = 3 * c; // positions repeat within a window, as keys of several rounds do
+        const qpos = Int32Array.from({ length: n * c }, () => Math.floor(next() * span));
+        const kpos = Int32Array.from({ length: n * l }, () => Math.floor(next() * span));
+        const kmask = Int32Array.from({ length: n * l }, () => (next() < 0.3 ? -1 : 0));
+        // Some queries whose own position is among the keys, for the −1e5 case.
+        for (let m = 0; m < n; m++) qpos[m * c] = kpos[m * l + 1];
+        const logits = randomTensor([n, c, l], n + l, 4) as tf.Tensor3D;
+        const before = tf.memory().numTensors;
+        const fast = maskedSoftmaxAtPositions(logits, { queryPositions: qpos, keyPositions: kpos, keyMasked: kmask, causal });
+        const dense = tf.tidy(() => maskedSoftmax(logits, tf.tensor3d(denseFill(n, c, l, qpos, kpos, kmask, causal), [n, c, l])));
+        expect(maxAbsDiff(fast.weights.dataSync(), dense.weights.dataSync())).toBe(0);
+        expect(maxAbsDiff(fast.rowMax.dataSync(), dense.rowMax.dataSync())).toBe(0);
+        expect(maxAbsDiff(fast.logSum.dataSync(), dense.logSum.dataSync())).toBe(0);
+        tf.dispose([fast.weights, fast.rowMax, fast.logSum, dense.weights, dense.rowMax, dense.logSum]);
+        expect(tf.memory().numTensors).toBe(before);
+        logits.dispose();
+      });
+    }
+  }
+
+  it('refuses rows that are not a multiple of 4 keys and position arrays of the wrong size, with the fix', () => {
+    expect(canMaskAtPositions(8)).toBe(true);
+    expect(canMaskAtPositions(6)).toBe(false);
+    const logits = tf.zeros([2, 3, 6]) as tf.Tensor3D;
+    const masks = { queryPositions: new Int32Array(6), keyPositions: new Int32Array(12), keyMasked: new Int32Array(12), causal: false };
+    expect(() => maskedSoftmaxAtPositions(logits, masks)).toThrow(/multiple of 4 keys.*got backend wasm and 6 keys; use maskedSoftmax with a dense fill/);
+    const eight = tf.zeros([2, 3, 8]) as tf.Tensor3D;
+    expect(() => maskedSoftmaxAtPositions(eight, masks)).toThrow(/expected 6 query positions and 16 key positions and masks for logits \[2, 3, 8\], got 6, 12 and 12/);
+    tf.dispose([logits, eight]);
   });
 });
