@@ -24,6 +24,7 @@ export const KERNELS: readonly KernelSource[] = [
   { wat: 'src/kernels/batch_matmul.wat', out: 'src/kernels/batch_matmul_wasm.ts', constName: 'BATCH_MATMUL_WASM_BASE64' },
   { wat: 'src/kernels/masked_softmax.wat', out: 'src/kernels/masked_softmax_wasm.ts', constName: 'MASKED_SOFTMAX_WASM_BASE64' },
   { wat: 'src/kernels/rerank.wat', out: 'src/kernels/rerank_wasm.ts', constName: 'RERANK_WASM_BASE64' },
+  { wat: 'src/kernels/rotation_bucket.wat', out: 'src/kernels/rotation_bucket_wasm.ts', constName: 'ROTATION_BUCKET_WASM_BASE64' },
 ];
 
 /** Base64 split in lines of this many characters, so diffs of the generated file stay readable. */

@@ -9,6 +9,7 @@
  * K buckets.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { rotationBuckets } from './kernels/rotation_bucket.js';
 import { guardMemory } from './memory.js';
 import { transposeAnyDtype } from './ops.js';
 import { assertSeed, gaussianArray, uniformStream, type Seed } from './random.js';
@@ -294,13 +295,8 @@ export function hashBuckets(x: tf.Tensor4D, rotations: tf.Tensor3D, options: Has
         // This factor's block of rotations (a small slice), one 2-D matMul: [B·H·T·R, K/2].
         const block = factors.length === 1 ? rotations : tf.slice(rotations, [0, 0, offset], [-1, -1, k / 2]);
         const projected = tf.reshape(tf.matMul(x2d, tf.reshape(block, [dim, nHashes * (k / 2)])), [rows * nHashes, k / 2]);
-        // argmax over [p ; −p] without building it: the first half wins ties, as argmax's first index does.
-        const positiveWins = tf.greaterEqual(tf.max(projected, 1), tf.neg(tf.min(projected, 1)));
-        const factorBucket = tf.where(
-          positiveWins,
-          tf.argMax(projected, 1),
-          tf.add(tf.argMin(projected, 1), tf.scalar(k / 2, 'int32')),
-        );
+        // argmax over [p ; −p] (one wasm pass on wasm, tf ops elsewhere).
+        const factorBucket = rotationBuckets(projected as tf.Tensor2D);
         const term = radix === 1 ? factorBucket : tf.mul(factorBucket, tf.scalar(radix, 'int32'));
         buckets = buckets === null ? term : tf.add(buckets, term);
         offset += k / 2;

@@ -8,9 +8,10 @@ import { describe, expect, it } from 'vitest';
 import { BATCH_MATMUL_WASM_BASE64 } from '../../src/kernels/batch_matmul_wasm.js';
 import { MASKED_SOFTMAX_WASM_BASE64 } from '../../src/kernels/masked_softmax_wasm.js';
 import { RERANK_WASM_BASE64 } from '../../src/kernels/rerank_wasm.js';
+import { ROTATION_BUCKET_WASM_BASE64 } from '../../src/kernels/rotation_bucket_wasm.js';
 import { KERNELS, ROOT, assembleKernels } from '../../scripts/wasm_sources.js';
 
-const EMBEDDED: Record<string, string> = { BATCH_MATMUL_WASM_BASE64, MASKED_SOFTMAX_WASM_BASE64, RERANK_WASM_BASE64 };
+const EMBEDDED: Record<string, string> = { BATCH_MATMUL_WASM_BASE64, MASKED_SOFTMAX_WASM_BASE64, RERANK_WASM_BASE64, ROTATION_BUCKET_WASM_BASE64 };
 
 describe('wasm kernel sources', () => {
   it('every .wat in src/kernels is assembled', async () => {
