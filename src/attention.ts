@@ -23,7 +23,7 @@ import {
 } from './hashing.js';
 import { batchMatMul } from './kernels/batch_matmul.js';
 import { canMaskAtPositions, maskedSoftmax, maskedSoftmaxAtPositions, type MaskedSoftmaxResult } from './kernels/masked_softmax.js';
-import { assertHostReadable } from './host_reads.js';
+import { assertHostReadable, softwareWebGPU } from './host_reads.js';
 import { formatBytes, guardMemory, recordingGradients } from './memory.js';
 import { runInParallel } from './parallel.js';
 import { MAX_SORT_KEYS, sortItemsOnHost } from './sorting.js';
@@ -40,6 +40,7 @@ import {
   assertRank,
   assertRate,
   describeValue,
+  nonFiniteError,
   shapeString,
 } from './validate.js';
 
@@ -710,8 +711,8 @@ interface LSHPass {
   dropout: number;
   /** Seed of block 0's dropout mask (block b uses dropoutSeed + b). */
   dropoutSeed: number;
-  /** With `returnAttention`: every block's weights (before dropout), read back in the forward pass. */
-  collect: { blocks: Array<{ block: Block; weights: Float32Array }> } | null;
+  /** With `returnAttention`: every block's weights (before dropout), collected in the forward pass. */
+  collect: { read: CollectRead; blocks: CollectedBlock[] } | null;
 }
 
 /** The dropout scales of a block (0 or 1 / (1 − rate)), the same in both passes. */
@@ -764,7 +765,11 @@ function lshForward(pass: LSHPass, qkRows: tf.Tensor2D, vRows: tf.Tensor2D): { o
         const logits = blockLogits(block, queries, keys, count, chunkLength, pass.window); // [n, C, L]
         // Masks and softmax in one kernel on wasm (plain tf ops elsewhere): fill replaces masked logits.
         const softmax = blockSoftmax(block, logits, pass.causal);
-        if (pass.collect) pass.collect.blocks.push({ block, weights: softmax.weights.dataSync() as Float32Array });
+        if (pass.collect) {
+          // Read now (synchronously), or kept as a tensor to be read after the pass (lshAttentionAsync).
+          const collected = pass.collect.read === 'now' ? (softmax.weights.dataSync() as Float32Array) : tf.keep(softmax.weights);
+          pass.collect.blocks.push({ block, weights: collected });
+        }
         const attended = pass.dropout > 0 ? (tf.mul(softmax.weights, dropoutScales(pass, index, [count, chunkLength, pass.window])) as tf.Tensor3D) : softmax.weights;
         const out = batchMatMul(attended, values);
         return [
@@ -1004,7 +1009,7 @@ export function denseAttention(attention: AttentionWeights): tf.Tensor4D {
  * and rounds.
  */
 function assembleAttention(
-  collected: Array<{ block: Block; weights: Float32Array }>,
+  collected: Array<{ block: Block; weights: ArrayLike<number> }>,
   roundWeights: ArrayLike<number>,
   shape: { batch: number; heads: number; length: number; nHashes: number; chunkLength: number; window: number },
   slots: number,
@@ -1067,21 +1072,79 @@ interface ChunkedCall {
   dropout: number;
   dropoutSeed: number;
   returnAttention: boolean;
+  /** With returnAttention: read each block's weights as the forward pass makes them ('now'), or keep them to read after it ('later'). */
+  collectRead: CollectRead;
   /** The sort of a call's items (hashing for LSH, positions in order for local attention). */
   hostSort: (qk: tf.Tensor4D) => HostSort;
 }
 
+/** How a forward pass with returnAttention reads its block weights: at once (dataSync), or after the pass. */
+type CollectRead = 'now' | 'later';
+
+/** One block's weights (before dropout) as collected: values, or a kept tensor still to be read. */
+interface CollectedBlock {
+  block: Block;
+  weights: Float32Array | tf.Tensor;
+}
+
+/** What a forward pass with returnAttention collected, for {@link assembleCollected}. */
+interface CollectedAttention {
+  blocks: CollectedBlock[];
+  /** [G·T, R] round weights (position-major), kept. */
+  roundWeights: tf.Tensor;
+  shape: { batch: number; heads: number; length: number; nHashes: number; chunkLength: number; window: number };
+  slots: number;
+}
+
+/** The values of everything collected, read synchronously; the tensors are disposed. */
+function readCollectedSync(collected: CollectedAttention): { blocks: Float32Array[]; roundWeights: Float32Array } {
+  try {
+    return {
+      blocks: collected.blocks.map(({ weights }) => (weights instanceof tf.Tensor ? (weights.dataSync() as Float32Array) : weights)),
+      roundWeights: collected.roundWeights.dataSync() as Float32Array,
+    };
+  } finally {
+    disposeCollected(collected);
+  }
+}
+
+/** The values of everything collected, read with `await data()`; the tensors are disposed. */
+async function readCollectedAsync(collected: CollectedAttention): Promise<{ blocks: Float32Array[]; roundWeights: Float32Array }> {
+  try {
+    const [roundWeights, ...blocks] = await Promise.all([
+      collected.roundWeights.data() as Promise<Float32Array>,
+      ...collected.blocks.map(({ weights }) => (weights instanceof tf.Tensor ? (weights.data() as Promise<Float32Array>) : Promise.resolve(weights))),
+    ]);
+    return { blocks, roundWeights };
+  } finally {
+    disposeCollected(collected);
+  }
+}
+
+function disposeCollected(collected: CollectedAttention): void {
+  collected.roundWeights.dispose();
+  for (const { weights } of collected.blocks) if (weights instanceof tf.Tensor) weights.dispose();
+}
+
+/** The sparse attention weights from what was collected and its values. */
+function assembleCollected(collected: CollectedAttention, values: { blocks: Float32Array[]; roundWeights: Float32Array }): AttentionWeights {
+  const blocks = collected.blocks.map(({ block }, i) => ({ block, weights: values.blocks[i] }));
+  return assembleAttention(blocks, values.roundWeights, collected.shape, collected.slots);
+}
+
 /**
  * The chunk attention both LSH and local attention run: blocks of chunks
- * attend, un-sort, combine rounds, with the recomputing gradient.
+ * attend, un-sort, combine rounds, with the recomputing gradient. With
+ * returnAttention it also returns what it collected for the weights (read
+ * them with readCollectedSync or readCollectedAsync).
  */
-function runChunkedAttention(qk: tf.Tensor4D, v: tf.Tensor4D, call: ChunkedCall): { output: tf.Tensor4D; attention: AttentionWeights | null } {
+function runChunkedAttention(qk: tf.Tensor4D, v: tf.Tensor4D, call: ChunkedCall): { output: tf.Tensor4D; collected: CollectedAttention | null } {
   const { batch, heads, length, dim, valueDim } = call.shape;
   const { nHashes, numChunks, chunkLength, before, after } = call.dims;
   const window = chunkLength * (1 + before + after); // L
   const groups = batch * heads; // G = B·H
   let pass: LSHPass | null = null;
-  let roundWeightValues: Float32Array | null = null;
+  let keptRoundWeights: tf.Tensor | null = null;
 
   // Blocks of chunks attend; un-sort; combine rounds — with the recomputing gradient. Inside a
   // customGrad's forward function nothing is taped: the hashing's matMul keeps nothing either.
@@ -1098,12 +1161,12 @@ function runChunkedAttention(qk: tf.Tensor4D, v: tf.Tensor4D, call: ChunkedCall)
       causal: call.causal,
       dropout: call.dropout,
       dropoutSeed: call.dropoutSeed,
-      collect: call.returnAttention ? { blocks: [] } : null,
+      collect: call.returnAttention ? { read: call.collectRead, blocks: [] } : null,
     };
     const qkRows = tf.reshape(qkIn, [groups * length, dim]) as tf.Tensor2D;
     const vRows = tf.reshape(vIn, [groups * length, valueDim]) as tf.Tensor2D;
     const { output, roundWeights } = lshForward(pass, qkRows, vRows);
-    if (call.returnAttention) roundWeightValues = roundWeights.dataSync() as Float32Array;
+    if (call.returnAttention) keptRoundWeights = tf.keep(tf.clone(roundWeights));
     save([qkRows, vRows, output, tf.reshape(roundWeights, [groups * length * nHashes, 1])]);
     return {
       value: tf.reshape(output, [batch, heads, length, valueDim]),
@@ -1119,13 +1182,19 @@ function runChunkedAttention(qk: tf.Tensor4D, v: tf.Tensor4D, call: ChunkedCall)
   });
   // The scope frees the forward pass's intermediates; what the backward pass needs was saved (kept) by the tape.
   const output = tf.tidy(() => attend(qk, v) as tf.Tensor4D);
-  if (!call.returnAttention) return { output, attention: null };
-  const collected = (pass as LSHPass | null)?.collect?.blocks ?? [];
+  if (!call.returnAttention) return { output, collected: null };
+  const blocks = (pass as LSHPass | null)?.collect?.blocks ?? [];
   // A later backward pass recomputes its blocks: nothing collected needs to live on.
   if (pass !== null) (pass as LSHPass).collect = null;
-  const slots = Math.min(length, nHashes * window);
-  const attention = assembleAttention(collected, roundWeightValues as unknown as Float32Array, { batch, heads, length, nHashes, chunkLength, window }, slots);
-  return { output, attention };
+  return {
+    output,
+    collected: {
+      blocks,
+      roundWeights: keptRoundWeights as unknown as tf.Tensor,
+      shape: { batch, heads, length, nHashes, chunkLength, window },
+      slots: Math.min(length, nHashes * window),
+    },
+  };
 }
 
 /** An empty call's attention (B or T is 0). */
@@ -1165,7 +1234,158 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
 export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options?: LSHAttentionOptions & { returnAttention?: false }): tf.Tensor4D;
 export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttentionOptions & ReturnAttentionOption = {}): tf.Tensor4D | AttentionResult {
   const who = 'lshAttention';
-  assertHostReadable(who, 'the hash buckets (for the sort)');
+  assertHostReadable(
+    who,
+    'the hash buckets (for the sort)',
+    [],
+    'use lshAttentionAsync (the same computation, reading them with `await data()`), or the webgl or wasm backend ' +
+      "(initBackend({ backend: ['webgl', 'wasm'] }))",
+  );
+  const plan = planLSHAttention(who, qk, v, options);
+  if (plan.kind === 'done') return plan.result;
+  if (!plan.returnAttention) {
+    // Split across the thread pool when one runs (src/threads.ts): fresh rotations are drawn from one seed for every thread.
+    const split = runInParallel('lsh', qk, v, withSplitSeed(options), plan.keysPerQuery, (a, b, o) => lshAttention(a, b, o as LSHAttentionOptions));
+    if (split) return split;
+  }
+  // 1–2. Hash (inside the forward pass: nothing is taped there) and sort on the host (integer work, no gradient).
+  const hostSort = (x: tf.Tensor4D): HostSort => {
+    const buckets = hashForSort(x, plan, options);
+    try {
+      return sortOnHost(buckets.dataSync() as Int32Array, plan);
+    } finally {
+      buckets.dispose();
+    }
+  };
+  const result = runChunkedAttention(qk, v, chunkedLSHCall(plan, options, hostSort, 'now'));
+  if (result.collected === null) return result.output;
+  return { output: result.output, attention: assembleCollected(result.collected, readCollectedSync(result.collected)) };
+}
+
+/**
+ * {@link lshAttention} for backends that cannot read results back
+ * synchronously: the same options, computation and result, but the values it
+ * reads on the host (the padding mask, the hash buckets for the sort, with
+ * `checkFinite` the inputs, with `returnAttention` the weights) are read with
+ * `await data()` instead of `dataSync()`. Use it on the webgpu backend, where
+ * a synchronous read stalls the page and, on Chromium's software adapter
+ * (SwiftShader), gives zeros and destroys the device, so lshAttention refuses
+ * to run there. On other backends it gives what lshAttention gives.
+ *
+ * Forward only: an async function cannot be differentiated (tf.grads needs
+ * the output synchronously); train with lshAttention on a backend that reads
+ * synchronously. With `fullAttentionThreshold` and `returnAttention` on
+ * software WebGPU it refuses (fullAttention's weights are read synchronously).
+ *
+ * @param qk float32 [B, H, T, D]: shared queries/keys (keys are normalised inside).
+ * @param v float32 [B, H, T, Dv]: values.
+ * @returns a promise of float32 [B, H, T, Dv]; with `returnAttention: true`,
+ *   of `{ output, attention }` ({@link AttentionResult}).
+ * @throws (the promise rejects) as lshAttention throws.
+ *
+ * ```ts
+ * const out = await lshAttentionAsync(qk, v, { nHashes: 4, chunkLength: 64, causal: true, seed: 1 });
+ * ```
+ */
+export function lshAttentionAsync(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttentionOptions & { returnAttention: true }): Promise<AttentionResult>;
+export function lshAttentionAsync(qk: tf.Tensor4D, v: tf.Tensor4D, options?: LSHAttentionOptions & { returnAttention?: false }): Promise<tf.Tensor4D>;
+export async function lshAttentionAsync(
+  qk: tf.Tensor4D,
+  v: tf.Tensor4D,
+  options: LSHAttentionOptions & ReturnAttentionOption = {},
+): Promise<tf.Tensor4D | AttentionResult> {
+  const who = 'lshAttentionAsync';
+  if (options === null || typeof options !== 'object') {
+    throw new Error(`${who}: options must be an object, got ${describeValue(options)}`);
+  }
+  // The mask's values, read now and put in a tensor made from host values (which every backend reads back
+  // synchronously without touching the device), so the checks and the chunk masks below can read it.
+  const hostMask = await hostCopy(options.mask);
+  try {
+    const hostOptions = { ...options, mask: (hostMask as tf.Tensor2D | undefined) ?? options.mask, checkFinite: false };
+    if (options.checkFinite !== undefined) assertBoolean(who, 'checkFinite', options.checkFinite);
+    if (options.checkFinite === true) {
+      const fix =
+        'every output that attends to it would be NaN (a padded position too: 0 · NaN is NaN); ' +
+        'find where it comes from, or replace it, e.g. tf.where(tf.isFinite(x), x, tf.zerosLike(x))';
+      assertRank(who, 'qk', qk, 4, '[B, H, T, D]');
+      assertRank(who, 'v', v, 4, '[B, H, T, Dv]');
+      await assertFiniteAsync(who, 'qk', qk, fix);
+      await assertFiniteAsync(who, 'v', v, fix);
+    }
+    const settings = planLSHAttention(who, qk, v, hostOptions, true);
+    if (settings.kind === 'done') return settings.result;
+    const plan = settings;
+    if (!plan.returnAttention) {
+      const split = runInParallel('lsh', qk, v, withSplitSeed(hostOptions), plan.keysPerQuery, (a, b, o) => lshAttention(a, b, o as LSHAttentionOptions));
+      if (split) return split;
+    }
+    // 1–2. Hash on the device, read the buckets without blocking, sort on the host.
+    const buckets = hashForSort(qk, plan, hostOptions);
+    let ids: Int32Array;
+    try {
+      ids = (await buckets.data()) as Int32Array;
+    } finally {
+      buckets.dispose();
+    }
+    const sort = sortOnHost(ids, plan);
+    const result = runChunkedAttention(qk, v, chunkedLSHCall(plan, hostOptions, () => sort, 'later'));
+    if (result.collected === null) return result.output;
+    return { output: result.output, attention: assembleCollected(result.collected, await readCollectedAsync(result.collected)) };
+  } finally {
+    hostMask?.dispose();
+  }
+}
+
+/** The options with a fixed seed when the rotations would be fresh: every thread of a split must draw the same ones. */
+function withSplitSeed(options: LSHAttentionOptions): LSHAttentionOptions {
+  return options.rotations === undefined && options.seed === undefined ? { ...options, seed: freshSeed() } : options;
+}
+
+/** A copy of a live tensor made from its values, read with `await data()`; anything else: undefined. */
+async function hostCopy(x: unknown): Promise<tf.Tensor | undefined> {
+  if (!(x instanceof tf.Tensor) || x.isDisposed) return undefined;
+  return tf.tensor(await x.data(), x.shape, x.dtype);
+}
+
+/** {@link assertFinite}, reading the values with `await data()`. */
+async function assertFiniteAsync(who: string, what: string, x: tf.Tensor, fix: string): Promise<void> {
+  if (x.dtype !== 'float32' || x.size === 0) return;
+  const allFinite = tf.tidy(() => tf.all(tf.isFinite(x)));
+  const ok = (await allFinite.data())[0] === 1;
+  allFinite.dispose();
+  if (!ok) throw nonFiniteError(who, what, await x.data(), x.shape, fix);
+}
+
+/** What {@link planLSHAttention} resolves: a finished result, or the settings of the chunked LSH call. */
+type LSHPlan =
+  | { kind: 'done'; result: tf.Tensor4D | AttentionResult }
+  | {
+      kind: 'chunked';
+      shape: AttentionShape;
+      settings: ResolvedLSHSettings;
+      padding: Float32Array | Int32Array | Uint8Array | null;
+      returnAttention: boolean;
+      dropout: number;
+      /** R·L: the keys each query sees over all rounds. */
+      keysPerQuery: number;
+    };
+
+/**
+ * Everything lshAttention does before it hashes: checks the inputs and
+ * options, guards the memory, and answers at once when exact attention is
+ * asked for (`fullAttentionThreshold`) or the input is empty.
+ *
+ * @param noSyncReads the caller cannot read device results synchronously
+ *   (lshAttentionAsync): refuse what would.
+ */
+function planLSHAttention(
+  who: string,
+  qk: tf.Tensor4D,
+  v: tf.Tensor4D,
+  options: LSHAttentionOptions & ReturnAttentionOption,
+  noSyncReads = false,
+): LSHPlan {
   const { batch, heads, length, dim, valueDim, padding } = checkInputs(who, qk, v, options);
   assertSeed(who, options.seed);
   const returnAttention = options.returnAttention ?? false;
@@ -1174,9 +1394,16 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
   assertNonNegativeInteger(who, 'fullAttentionThreshold', threshold);
   const settings = resolveLSHSettings(who, length, dim, options);
   if (length > 0 && length <= threshold) {
+    if (noSyncReads && returnAttention && softwareWebGPU()) {
+      throw new Error(
+        `${who}: with returnAttention, T = ${length} at or below fullAttentionThreshold ${threshold} needs fullAttention's weights, ` +
+          "which it reads back synchronously, and the webgpu backend on Chromium's software adapter (SwiftShader) cannot; " +
+          'pass fullAttentionThreshold: 0 to get the LSH weights, or use the webgl or wasm backend',
+      );
+    }
     // Exact attention: at this length it is the faster of the two (the same logits and masks over all T keys).
     const full = { causal: options.causal, mask: options.mask, dropout: options.dropout, dropoutSeed: options.dropoutSeed, memoryLimitBytes: options.memoryLimitBytes };
-    return returnAttention ? fullAttention(qk, v, { ...full, returnAttention: true }) : fullAttention(qk, v, full);
+    return { kind: 'done', result: returnAttention ? fullAttention(qk, v, { ...full, returnAttention: true }) : fullAttention(qk, v, full) };
   }
   const { nHashes, nBuckets, chunkLength, numChunksBefore, numChunksAfter, hashFamily } = settings;
   const memory = lshAttentionMemory({ batch, heads, length, dim, valueDim }, settings, recordingGradients());
@@ -1199,49 +1426,51 @@ export function lshAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LSHAttent
   const dropout = options.dropout ?? 0;
   if (batch === 0 || length === 0) {
     const output = tf.zeros([batch, heads, length, valueDim]) as tf.Tensor4D;
-    return returnAttention ? { output, attention: emptyAttention(batch, heads, length, Math.min(length, nHashes * window)) } : output;
+    return { kind: 'done', result: returnAttention ? { output, attention: emptyAttention(batch, heads, length, Math.min(length, nHashes * window)) } : output };
   }
-  if (!returnAttention) {
-    // Split across the thread pool when one runs (src/threads.ts): fresh rotations are drawn from one seed for every thread.
-    const splitOptions = options.rotations === undefined && options.seed === undefined ? { ...options, seed: freshSeed() } : options;
-    const split = runInParallel('lsh', qk, v, splitOptions, nHashes * window, (a, b, o) => lshAttention(a, b, o as LSHAttentionOptions));
-    if (split) return split;
-  }
-  const groups = batch * heads; // G = B·H
-  const items = nHashes * length; // R·T
-  const numChunks = items / chunkLength; // N
-  const keepBuckets = !settings.attendAcrossBuckets;
+  return { kind: 'chunked', shape: { batch, heads, length, dim, valueDim }, settings, padding, returnAttention, dropout, keysPerQuery: nHashes * window };
+}
 
-  // 1–2. Hash (int32 [B, H, R, T], padding → bucket K) and sort on the host (integer work, no gradient).
-  const hostSort = (x: tf.Tensor4D): HostSort => {
-    const buckets = tf.tidy(() => {
-      const rotations = options.rotations ?? randomRotations({ dim, nHashes, nBuckets, seed: options.seed, hashFamily });
-      return hashBuckets(x, rotations, { nBuckets, mask: options.mask, hashFamily, memoryLimitBytes: options.memoryLimitBytes });
-    });
-    try {
-      const ids = buckets.dataSync() as Int32Array;
-      // A counting sort (the same order as sortItems).
-      const { sorted, undo } = sortItemsOnHost(ids, groups, nHashes, length, totalBuckets(nBuckets));
-      return { sorted, undo, buckets: keepBuckets ? ids.slice() : null, padding };
-    } finally {
-      buckets.dispose();
-    }
-  };
-  const result = runChunkedAttention(qk, v, {
-    shape: { batch, heads, length, dim, valueDim },
-    dims: {
-      heads, length, nHashes, items, numChunks, chunkLength, before: numChunksBefore, after: numChunksAfter,
-      local: false, allowDuplicates: settings.allowDuplicateAttention, acrossBuckets: settings.attendAcrossBuckets,
-    },
-    blockLogits: settings.blockLogits,
-    causal: options.causal === true,
-    dropout,
-    // One seed per call, so the backward pass redraws the forward pass's dropout masks.
-    dropoutSeed: dropout > 0 ? (options.dropoutSeed ?? freshSeed()) : 0,
-    returnAttention,
-    hostSort,
+type ChunkedLSHPlan = Extract<LSHPlan, { kind: 'chunked' }>;
+
+/** int32 [B, H, R, T] bucket ids of qk (padding → K), in a scope of their own. */
+function hashForSort(qk: tf.Tensor4D, plan: ChunkedLSHPlan, options: LSHAttentionOptions): tf.Tensor4D {
+  const { dim } = plan.shape;
+  const { nHashes, nBuckets, hashFamily } = plan.settings;
+  return tf.tidy(() => {
+    const rotations = options.rotations ?? randomRotations({ dim, nHashes, nBuckets, seed: options.seed, hashFamily });
+    return hashBuckets(qk, rotations, { nBuckets, mask: options.mask, hashFamily, memoryLimitBytes: options.memoryLimitBytes });
   });
-  return returnAttention ? { output: result.output, attention: result.attention as AttentionWeights } : result.output;
+}
+
+/** The host sort of bucket ids [B·H·R·T] (a counting sort: the same order as sortItems). */
+function sortOnHost(ids: Int32Array, plan: ChunkedLSHPlan): HostSort {
+  const { batch, heads, length } = plan.shape;
+  const { nHashes, nBuckets, attendAcrossBuckets } = plan.settings;
+  const { sorted, undo } = sortItemsOnHost(ids, batch * heads, nHashes, length, totalBuckets(nBuckets));
+  return { sorted, undo, buckets: attendAcrossBuckets ? null : ids.slice(), padding: plan.padding };
+}
+
+/** The chunked call of an LSH plan, sorting with `hostSort`. */
+function chunkedLSHCall(plan: ChunkedLSHPlan, options: LSHAttentionOptions, hostSort: (qk: tf.Tensor4D) => HostSort, read: CollectRead): ChunkedCall {
+  const { heads, length } = plan.shape;
+  const { nHashes, chunkLength, numChunksBefore, numChunksAfter } = plan.settings;
+  const items = nHashes * length; // R·T
+  return {
+    shape: plan.shape,
+    dims: {
+      heads, length, nHashes, items, numChunks: items / chunkLength, chunkLength, before: numChunksBefore, after: numChunksAfter,
+      local: false, allowDuplicates: plan.settings.allowDuplicateAttention, acrossBuckets: plan.settings.attendAcrossBuckets,
+    },
+    blockLogits: plan.settings.blockLogits,
+    causal: options.causal === true,
+    dropout: plan.dropout,
+    // One seed per call, so the backward pass redraws the forward pass's dropout masks.
+    dropoutSeed: plan.dropout > 0 ? (options.dropoutSeed ?? freshSeed()) : 0,
+    returnAttention: plan.returnAttention,
+    collectRead: read,
+    hostSort,
+  };
 }
 
 /** Options of {@link localAttention}. */
@@ -1335,9 +1564,11 @@ export function localAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: LocalAt
     dropout,
     dropoutSeed: dropout > 0 ? (options.dropoutSeed ?? freshSeed()) : 0,
     returnAttention,
+    collectRead: 'now',
     hostSort,
   });
-  return returnAttention ? { output: result.output, attention: result.attention as AttentionWeights } : result.output;
+  if (result.collected === null) return result.output;
+  return { output: result.output, attention: assembleCollected(result.collected, readCollectedSync(result.collected)) };
 }
 
 /**

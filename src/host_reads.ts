@@ -58,14 +58,20 @@ export function hostReadable(x: tf.Tensor): boolean {
  * @param what what must be read, for the message.
  * @param tensors the tensors to be read (none: the computation itself reads
  *   results of the device, e.g. LSH attention's buckets).
+ * @param fix what the caller can do instead (default: another backend).
  */
-export function assertHostReadable(who: string, what: string, tensors: readonly tf.Tensor[] = []): void {
+export function assertHostReadable(
+  who: string,
+  what: string,
+  tensors: readonly tf.Tensor[] = [],
+  fix = "use the webgl or wasm backend on this machine (initBackend({ backend: ['webgl', 'wasm'] }))",
+): void {
   const blocked = tensors.length === 0 ? softwareWebGPU() : tensors.some((t) => !hostReadable(t));
   if (blocked) {
     throw new Error(
       `${who}: needs to read ${what} back synchronously, which the webgpu backend on Chromium's software adapter ` +
-        `(SwiftShader) cannot do: the read gives zeros and destroys the device. Use the webgl or wasm backend ` +
-        `on this machine (initBackend({ backend: ['webgl', 'wasm'] })); a hardware WebGPU adapter was not tested`,
+        `(SwiftShader) cannot do: the read gives zeros and destroys the device. Instead, ${fix}; ` +
+        'a hardware WebGPU adapter was not tested',
     );
   }
 }

@@ -16,6 +16,7 @@ export {
   fullAttention,
   localAttention,
   lshAttention,
+  lshAttentionAsync,
   lshAttentionMemory,
   resolveLSHSettings,
   validLength,

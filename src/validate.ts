@@ -151,7 +151,11 @@ export function assertFinite(who: string, what: string, x: Tensor, fix: string):
   const ok = allFinite.dataSync()[0] === 1;
   allFinite.dispose();
   if (ok) return;
-  const values = x.dataSync();
+  throw nonFiniteError(who, what, x.dataSync(), x.shape, fix);
+}
+
+/** The error {@link assertFinite} throws for `values` (of shape `shape`), which hold a non-finite value. */
+export function nonFiniteError(who: string, what: string, values: ArrayLike<number>, shape: readonly number[], fix: string): Error {
   let count = 0;
   let first = -1;
   for (let i = 0; i < values.length; i++) {
@@ -160,8 +164,8 @@ export function assertFinite(who: string, what: string, x: Tensor, fix: string):
       count++;
     }
   }
-  const where = `${values[first]} at [${multiIndex(first, x.shape).join(', ')}]`;
-  throw new Error(
+  const where = `${values[first]} at [${multiIndex(first, shape).join(', ')}]`;
+  return new Error(
     `${who}: ${what} has ${count} non-finite value${count === 1 ? ` (${where})` : `s (the first: ${where})`}; ${fix}`,
   );
 }
