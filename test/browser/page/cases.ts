@@ -7,7 +7,7 @@
  * read with `await data()`, never `dataSync()`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { fullAttention, lshAttention, type LSHAttentionOptions } from '../../../src/index.js';
+import { fullAttention, lshAttention, lshAttentionAsync, type LSHAttentionOptions } from '../../../src/index.js';
 import { softwareWebGPU } from '../../../src/host_reads.js';
 import { transposeAnyDtype } from '../../../src/ops.js';
 import golden from '../../data/golden-cases.json' with { type: 'json' };
@@ -93,7 +93,7 @@ function randomTensor(shape: number[], seed: number): tf.Tensor {
 const GOLDEN = (golden as unknown as { cases: GoldenCase[] }).cases;
 
 /** What a call to lshAttention on software WebGPU must throw (host_reads.ts). */
-const SOFTWARE_WEBGPU_REFUSAL = /lshAttention: needs to read the hash buckets .* software adapter \(SwiftShader\)/;
+const SOFTWARE_WEBGPU_REFUSAL = /lshAttention: needs to read the hash buckets .* software adapter \(SwiftShader\).* use lshAttentionAsync/;
 
 function goldenCases(): BrowserCase[] {
   return GOLDEN.flatMap((c, i): BrowserCase[] => {
@@ -124,6 +124,22 @@ function goldenCases(): BrowserCase[] {
               return;
             }
             const out = lshAttention(x.qk as tf.Tensor4D, x.v as tf.Tensor4D, lshOptions(x));
+            const worst = maxDiff((await out.data()) as Float32Array, c.expected, c.mask);
+            out.dispose();
+            check(worst < 1e-4, `worst error ${worst}`);
+          } finally {
+            tf.dispose(Object.values(x).filter((t) => t !== undefined) as tf.Tensor[]);
+          }
+          check(tf.memory().numTensors === before, `tensors leaked: ${tf.memory().numTensors - before}`);
+        },
+      },
+      {
+        name: `golden case ${i}: lshAttentionAsync matches the float64 reference (1e-4)`,
+        run: async () => {
+          const before = tf.memory().numTensors;
+          const x = inputs();
+          try {
+            const out = await lshAttentionAsync(x.qk as tf.Tensor4D, x.v as tf.Tensor4D, lshOptions(x));
             const worst = maxDiff((await out.data()) as Float32Array, c.expected, c.mask);
             out.dispose();
             check(worst < 1e-4, `worst error ${worst}`);
@@ -264,7 +280,83 @@ function transposeCases(): BrowserCase[] {
   ];
 }
 
+/**
+ * Runs `body` on the cpu backend (inputs made there from the same JavaScript
+ * values), returns its result's values, and sets the page's backend again.
+ */
+async function onCpu(body: () => Promise<tf.Tensor[]>): Promise<Float32Array[]> {
+  const backend = tf.getBackend();
+  await tf.setBackend('cpu');
+  try {
+    const results = await body();
+    const values = await Promise.all(results.map((t) => t.data() as Promise<Float32Array>));
+    tf.dispose(results);
+    return values;
+  } finally {
+    await tf.setBackend(backend);
+  }
+}
+
+/** Largest |a − b| of two equally long arrays. */
+function arrayDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  check(a.length === b.length, `lengths differ: ${a.length} and ${b.length}`);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) {
+    const diff = Math.abs(a[i] - b[i]);
+    worst = Number.isNaN(diff) ? Infinity : Math.max(worst, diff);
+  }
+  return worst;
+}
+
+function asyncCases(): BrowserCase[] {
+  const configurations: Array<[string, Partial<LSHAttentionOptions>]> = [
+    ['R=2, causal, padded, T=64', { nHashes: 2, nBuckets: 8, chunkLength: 16, causal: true }],
+    ['R=3, look-ahead, no duplicates, across-bucket mask, T=64', { nHashes: 3, nBuckets: 4, chunkLength: 16, numChunksAfter: 1, allowDuplicateAttention: false, attendAcrossBuckets: false }],
+  ];
+  return configurations.map(([label, config]) => ({
+    name: `lshAttentionAsync equals lshAttention on the cpu backend (${label}), output and returned weights (1e-5)`,
+    run: async () => {
+      const length = 64;
+      const make = () => ({
+        qk: randomTensor([B, H, length, D], 21) as tf.Tensor4D,
+        v: randomTensor([B, H, length, DV], 22) as tf.Tensor4D,
+        mask: tf.tensor2d([...Array.from({ length }, () => 1), ...Array.from({ length }, (_, i) => (i < 45 ? 1 : 0))], [B, length]),
+      });
+      const options = (mask: tf.Tensor2D) => ({ ...config, seed: 13, mask, returnAttention: true }) as LSHAttentionOptions & { returnAttention: true };
+      const before = tf.memory().numTensors;
+      const x = make();
+      let actual: Float32Array[];
+      try {
+        const result = await lshAttentionAsync(x.qk, x.v, options(x.mask));
+        const parts = [result.output, result.attention.positions, result.attention.weights];
+        actual = await Promise.all(parts.map((t) => t.data() as Promise<Float32Array>));
+        tf.dispose(parts);
+      } finally {
+        tf.dispose([x.qk, x.v, x.mask]);
+      }
+      check(tf.memory().numTensors === before, `tensors leaked: ${tf.memory().numTensors - before}`);
+      const expected = await onCpu(async () => {
+        const y = make();
+        const result = lshAttention(y.qk, y.v, options(y.mask));
+        tf.dispose([y.qk, y.v, y.mask]);
+        return [result.output, result.attention.positions, result.attention.weights];
+      });
+      // Outputs at padded positions are unspecified: compare batch 1 only up to its last kept position.
+      const keptOutput = (values: Float32Array) => values.filter((_, i) => {
+        const [b, t] = [Math.floor(i / (H * length * DV)), Math.floor(i / DV) % length];
+        return b === 0 || t < 45;
+      });
+      const output = arrayDiff(keptOutput(actual[0]), keptOutput(expected[0]));
+      check(output <= 1e-5, `outputs differ by ${output}`);
+      check(arrayDiff(actual[1], expected[1]) === 0, 'the attended positions differ');
+      const weights = arrayDiff(actual[2], expected[2]);
+      check(weights <= 1e-5, `weights differ by ${weights}`);
+      check(expected[0].some((value) => Math.abs(value) > 1e-2), 'the cpu output is all (near) zero');
+    },
+  }));
+}
+
 /** Every case, in order. The names are the same on every backend. */
 export function browserCases(): BrowserCase[] {
-  return [...goldenCases(), ...equivalenceCases(), ...transposeCases()];
+  return [...goldenCases(), ...asyncCases(), ...equivalenceCases(), ...transposeCases()];
 }
