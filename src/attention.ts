@@ -22,6 +22,7 @@ import {
   type NBuckets,
 } from './hashing.js';
 import { batchMatMul } from './kernels/batch_matmul.js';
+import { KEY_NORM_EPSILON, chunkLogits, chunkOutputs, normaliseKeyRows } from './kernels/chunk_products.js';
 import { canMaskAtPositions, maskedSoftmax, maskedSoftmaxAtPositions, type MaskedSoftmaxResult } from './kernels/masked_softmax.js';
 import { assertHostReadable, softwareWebGPU } from './host_reads.js';
 import { formatBytes, guardMemory, recordingGradients } from './memory.js';
@@ -48,8 +49,7 @@ import {
 export const MASKED_LOGIT = -1e9;
 /** Logit of a query's own key: used only when nothing else is allowed. */
 export const SELF_ATTENTION_LOGIT = -1e5;
-/** Added to the mean square before normalising keys. */
-export const KEY_NORM_EPSILON = 1e-6;
+export { KEY_NORM_EPSILON };
 
 /** Options both attention functions take. */
 export interface AttentionOptions {
@@ -344,11 +344,7 @@ function checkInputs(who: string, qk: unknown, v: unknown, options: AttentionOpt
 }
 
 /** Unit-length keys: k = x / sqrt(mean(x²) + ε) / sqrt(D). Shape preserved. */
-function normaliseKeys(x: tf.Tensor): tf.Tensor {
-  const dim = x.shape[x.rank - 1];
-  const meanSquare = tf.mean(tf.square(x), -1, true);
-  return tf.mul(x, tf.mul(tf.rsqrt(tf.add(meanSquare, KEY_NORM_EPSILON)), 1 / Math.sqrt(dim)));
-}
+const normaliseKeys = normaliseKeyRows;
 
 
 /**
@@ -761,9 +757,11 @@ function lshForward(pass: LSHPass, qkRows: tf.Tensor2D, vRows: tf.Tensor2D): { o
       // Each block in its own scope: its intermediates are freed as soon as it is done.
       const [blockOut, blockStat] = tf.tidy(() => {
         const count = chunks.length;
-        const { queries, keys, values } = gatherBlock(pass, block, count, qkRows, vRows);
-        const logits = blockLogits(block, queries, keys, count, chunkLength, pass.window); // [n, C, L]
-        // Masks and softmax in one kernel on wasm (plain tf ops elsewhere): fill replaces masked logits.
+        // The chunk products read the rows by index (one fused kernel each on webgpu; gathers and batchMatMul elsewhere).
+        const keyRows = tf.tensor1d(block.keyRows, 'int32');
+        let logits = chunkLogits(qkRows, tf.tensor1d(block.queryRows, 'int32'), keyRows, chunkLength, pass.window); // [n, C, L]
+        if (block.bias !== null) logits = tf.add(logits, tf.tensor3d(block.bias, [count, chunkLength, pass.window]));
+        // Masks and softmax in one kernel on wasm and webgpu (plain tf ops elsewhere): fill replaces masked logits.
         const softmax = blockSoftmax(block, logits, pass.causal);
         if (pass.collect) {
           // Read now (synchronously), or kept as a tensor to be read after the pass (lshAttentionAsync).
@@ -771,7 +769,7 @@ function lshForward(pass: LSHPass, qkRows: tf.Tensor2D, vRows: tf.Tensor2D): { o
           pass.collect.blocks.push({ block, weights: collected });
         }
         const attended = pass.dropout > 0 ? (tf.mul(softmax.weights, dropoutScales(pass, index, [count, chunkLength, pass.window])) as tf.Tensor3D) : softmax.weights;
-        const out = batchMatMul(attended, values);
+        const out = chunkOutputs(attended, vRows, keyRows); // [n, C, Dv]
         return [
           tf.reshape(out, [count * chunkLength, valueDim]),
           tf.reshape(tf.concat([softmax.rowMax, softmax.logSum], 2), [count * chunkLength, 2]),

@@ -6,7 +6,8 @@
  * host-built float masks. On the wasm backend tf.exp alone costs ≈13 ns an
  * element (scalar libm). {@link maskedSoftmax} does all of it in one kernel
  * (`src/kernels/masked_softmax.wat`, WebAssembly SIMD with a polynomial exp,
- * embedded as bytes) from the logits and a single `fill` mask; on every other
+ * embedded as bytes) from the logits and a single `fill` mask; on webgpu the
+ * same contract runs in WGSL (masked_softmax_webgpu.ts); on every other
  * backend it is the same formula in plain tf ops.
  *
  * As batchMatMul does, the kernel works in its own WebAssembly.Memory: rows
@@ -16,10 +17,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { MASKED_SOFTMAX_WASM_BASE64 } from './masked_softmax_wasm.js';
+import { registerMaskedSoftmaxWebGPUKernel } from './masked_softmax_webgpu.js';
 import { LazyKernel, ensureKernelMemory, roundUp, type KernelExports, type WasmBackendLike } from './wasm_module.js';
 import { withGradient } from '../ops.js';
 
-/** Name under which the wasm kernel is registered with tfjs. */
+/** Name under which the wasm and webgpu kernels are registered with tfjs. */
 export const MASKED_SOFTMAX_KERNEL_NAME = 'LSHMaskedSoftmax';
 
 /** Logits + fill bytes of the rows the kernel handles per call (they stay in L2). */
@@ -290,7 +292,7 @@ function validate(logits: tf.Tensor, fill: tf.Tensor): void {
   }
 }
 
-/** The forward values, without gradient: the wasm kernel. */
+/** The forward values, without gradient: the wasm or webgpu kernel. */
 function forwardWithKernel(logits: tf.Tensor3D, fill: tf.Tensor3D): MaskedSoftmaxResult {
   const [weights, rowMax, logSum] = tf.engine().runKernel(
     MASKED_SOFTMAX_KERNEL_NAME,
@@ -337,7 +339,9 @@ function logSumGradient(dLogSum: tf.Tensor, weights: tf.Tensor, fill: tf.Tensor)
  *
  * Differentiable in `logits` (rowMax is a constant; masked entries get zero
  * gradient), not in `fill`. On the 'wasm' backend it runs one WebAssembly
- * SIMD kernel (weights within ~3e-7 of float64 exp); elsewhere plain tf ops.
+ * SIMD kernel (weights within ~3e-7 of float64 exp), on 'webgpu' a WGSL
+ * kernel (four dispatches: row statistics, weights, the two row outputs);
+ * elsewhere plain tf ops.
  *
  * Legend: n matrices, C queries, L keys.
  *
@@ -359,6 +363,10 @@ export function maskedSoftmax(logits: tf.Tensor3D, fill: tf.Tensor3D): MaskedSof
   let forward = forwardWithOps;
   if (tf.getBackend() === 'wasm') {
     registerMaskedSoftmaxKernel();
+    forward = forwardWithKernel;
+  } else if (tf.getBackend() === 'webgpu') {
+    // The same kernel contract in WGSL (src/kernels/masked_softmax_webgpu.ts).
+    registerMaskedSoftmaxWebGPUKernel(MASKED_SOFTMAX_KERNEL_NAME);
     forward = forwardWithKernel;
   }
   // tf.customGrad has one output, so the forward runs (untaped) inside the

@@ -10,6 +10,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { fullAttention, lshAttention, lshAttentionAsync, type LSHAttentionOptions } from '../../../src/index.js';
 import { softwareWebGPU } from '../../../src/host_reads.js';
 import { transposeAnyDtype } from '../../../src/ops.js';
+import { CHUNK_LOGITS_KERNEL_NAME, CHUNK_OUTPUTS_KERNEL_NAME, chunkLogits, chunkOutputs } from '../../../src/kernels/chunk_products.js';
+import { MASKED_SOFTMAX_KERNEL_NAME, maskedSoftmax } from '../../../src/kernels/masked_softmax.js';
 import golden from '../../data/golden-cases.json' with { type: 'json' };
 
 export interface BrowserCase {
@@ -78,16 +80,21 @@ async function tensorDiff(a: tf.Tensor, b: tf.Tensor): Promise<number> {
   return worst;
 }
 
-/** A seeded N(0, 1) tensor made in JavaScript (the same on every backend; as test/helpers.ts). */
-function randomTensor(shape: number[], seed: number): tf.Tensor {
+/** Seeded N(0, 1) numbers made in JavaScript (the same on every backend; as test/helpers.ts). */
+function randomValues(count: number, seed: number): Float32Array {
   let state = seed * 2654435761 + 12345;
   const next = (): number => {
     state = (state * 1103515245 + 12345) % 2147483648;
     return (state + 0.5) / 2147483648;
   };
-  const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  const values = new Float32Array(count);
   for (let i = 0; i < values.length; i++) values[i] = Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next());
-  return tf.tensor(values, shape, 'float32');
+  return values;
+}
+
+/** A seeded N(0, 1) tensor made in JavaScript. */
+function randomTensor(shape: number[], seed: number): tf.Tensor {
+  return tf.tensor(randomValues(shape.reduce((a, b) => a * b, 1), seed), shape, 'float32');
 }
 
 const GOLDEN = (golden as unknown as { cases: GoldenCase[] }).cases;
@@ -356,7 +363,99 @@ function asyncCases(): BrowserCase[] {
   }));
 }
 
+/** Seeded uniform integers in [0, bound), made in JavaScript. */
+function randomIndices(count: number, bound: number, seed: number): Int32Array {
+  let state = seed * 747796405 + 2891336453;
+  return Int32Array.from({ length: count }, () => {
+    state = (state * 1103515245 + 12345) % 2147483648;
+    return state % bound;
+  });
+}
+
+/**
+ * The library's kernels on the page's backend against the same functions on
+ * the cpu backend (plain tf ops there): on webgpu the WGSL kernels, on wasm
+ * the WebAssembly ones, on webgl tf ops (the check then holds trivially).
+ */
+function kernelCases(): BrowserCase[] {
+  const softmaxShapes: Array<[number, number, number]> = [[6, 16, 80], [40, 8, 3], [2, 64, 128]];
+  return [
+    {
+      name: 'maskedSoftmax (the LSHMaskedSoftmax kernel on wasm and webgpu) equals the cpu result: weights and logSum 1e-6, rowMax exactly',
+      run: async () => {
+        for (const [n, c, length] of softmaxShapes) {
+          const size = n * c * length;
+          const logitValues = randomValues(size, n + length).map((x) => 4 * x);
+          const picks = randomIndices(size, 10, length);
+          // Kept (fill 0) most of the time; the self logit −1e5, masked −1e9; row 1 keeps nothing, row 2 only the self logit.
+          const fillValues = Float32Array.from(picks, (p, i) => {
+            const row = Math.floor(i / length);
+            if (row === 1) return -1e9;
+            if (row === 2) return i % length === 0 ? -1e5 : -1e9;
+            return p < 6 ? 0 : p < 7 ? -1e5 : -1e9;
+          });
+          const run = () => {
+            const logits = tf.tensor3d(logitValues, [n, c, length]);
+            const fill = tf.tensor3d(fillValues, [n, c, length]);
+            const { weights, rowMax, logSum } = maskedSoftmax(logits, fill);
+            tf.dispose([logits, fill]);
+            return [weights, rowMax, logSum];
+          };
+          const before = tf.memory().numTensors;
+          const results = run();
+          const actual = await Promise.all(results.map((t) => t.data() as Promise<Float32Array>));
+          tf.dispose(results);
+          check(tf.memory().numTensors === before, `tensors leaked: ${tf.memory().numTensors - before}`);
+          if (tf.getBackend() === 'webgpu' || tf.getBackend() === 'wasm') {
+            check(tf.getKernel(MASKED_SOFTMAX_KERNEL_NAME, tf.getBackend()) !== undefined, 'the kernel was not registered');
+          }
+          const expected = await onCpu(async () => run());
+          const shape = `[${n}, ${c}, ${length}]`;
+          check(arrayDiff(actual[0], expected[0]) <= 1e-6, `${shape}: weights differ by ${arrayDiff(actual[0], expected[0])}`);
+          check(arrayDiff(actual[1], expected[1]) === 0, `${shape}: rowMax differs by ${arrayDiff(actual[1], expected[1])}`);
+          check(arrayDiff(actual[2], expected[2]) <= 1e-6, `${shape}: logSum differs by ${arrayDiff(actual[2], expected[2])}`);
+          check(expected[0].some((w) => w > 0.05 && w < 0.95), `${shape}: the weights are trivial`);
+        }
+      },
+    },
+    {
+      name: 'the chunk products (LSHChunkLogits, LSHChunkOutputs on webgpu) equal the cpu result (1e-5)',
+      run: async () => {
+        const [rowCount, dim, valueDim, count, chunk, window] = [50, 12, 7, 5, 8, 24];
+        const rowValues = randomValues(rowCount * dim, 31);
+        const valueValues = randomValues(rowCount * valueDim, 32);
+        const weightValues = randomValues(count * chunk * window, 33).map(Math.abs);
+        const queryRowValues = randomIndices(count * chunk, rowCount, 34);
+        const keyRowValues = randomIndices(count * window, rowCount, 35);
+        const run = () => {
+          const rows = tf.tensor2d(rowValues, [rowCount, dim]);
+          const valueRows = tf.tensor2d(valueValues, [rowCount, valueDim]);
+          const weights = tf.tensor3d(weightValues, [count, chunk, window]);
+          const queryRows = tf.tensor1d(queryRowValues, 'int32');
+          const keyRows = tf.tensor1d(keyRowValues, 'int32');
+          const results = [chunkLogits(rows, queryRows, keyRows, chunk, window), chunkOutputs(weights, valueRows, keyRows)];
+          tf.dispose([rows, valueRows, weights, queryRows, keyRows]);
+          return results;
+        };
+        const before = tf.memory().numTensors;
+        const results = run();
+        const actual = await Promise.all(results.map((t) => t.data() as Promise<Float32Array>));
+        check(results[0].shape.join() === [count, chunk, window].join() && results[1].shape.join() === [count, chunk, valueDim].join(), 'wrong shapes');
+        tf.dispose(results);
+        check(tf.memory().numTensors === before, `tensors leaked: ${tf.memory().numTensors - before}`);
+        if (tf.getBackend() === 'webgpu') {
+          check(tf.getKernel(CHUNK_LOGITS_KERNEL_NAME, 'webgpu') !== undefined && tf.getKernel(CHUNK_OUTPUTS_KERNEL_NAME, 'webgpu') !== undefined, 'the kernels were not registered');
+        }
+        const expected = await onCpu(async () => run());
+        check(arrayDiff(actual[0], expected[0]) <= 1e-5, `logits differ by ${arrayDiff(actual[0], expected[0])}`);
+        check(arrayDiff(actual[1], expected[1]) <= 1e-5, `outputs differ by ${arrayDiff(actual[1], expected[1])}`);
+        check(expected[0].some((x) => Math.abs(x) > 0.5) && expected[1].some((x) => Math.abs(x) > 0.5), 'the products are trivial');
+      },
+    },
+  ];
+}
+
 /** Every case, in order. The names are the same on every backend. */
 export function browserCases(): BrowserCase[] {
-  return [...goldenCases(), ...asyncCases(), ...equivalenceCases(), ...transposeCases()];
+  return [...goldenCases(), ...asyncCases(), ...kernelCases(), ...equivalenceCases(), ...transposeCases()];
 }
