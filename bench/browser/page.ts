@@ -13,6 +13,7 @@ import { describeBackend, initBackend, type BackendName } from 'tfjs-lsh-attenti
 import { softwareWebGPU } from '../../src/host_reads.js';
 import { matMulPeakGflops, runSweep, type SweepOptions, type SweepPoint } from '../attention_sweep.js';
 import { runLayerSweep, type LayerPoint, type LayerSweepOptions } from '../layer_sweep.js';
+import { runWebGPUBench, type WebGPUBench } from './webgpu.js';
 
 export interface BenchResult {
   description?: string;
@@ -22,6 +23,8 @@ export interface BenchResult {
   points?: SweepPoint[];
   /** The whole-layer sweep (tfjs-layers' MultiHeadAttention against the library's layers), when asked for. */
   layers?: { settings: LayerSweepOptions; points: LayerPoint[] };
+  /** On webgpu: LSH attention through lshAttentionAsync, and the WGSL kernels against the tf ops they replace. */
+  webgpu?: WebGPUBench;
   progress: string[];
   error?: string;
 }
@@ -46,17 +49,19 @@ async function main(): Promise<void> {
     await initBackend({ backend });
     result.description = describeBackend();
     result.matMulPeakGflops = await matMulPeakGflops(512, 3);
-    // On software WebGPU, LSH attention refuses to run (its host reads break the device there): full attention only.
+    // On software WebGPU, lshAttention refuses to run (its synchronous host reads break the device there): full
+    // attention in the sweep, LSH attention through lshAttentionAsync below.
     const lshRefused = softwareWebGPU();
     const points = await runSweep({ ...settings, nHashes: lshRefused ? [] : settings.nHashes }, (message) => progress.push(message));
     if (lshRefused) {
       for (const nHashes of settings.nHashes) {
         for (const length of settings.lengths) {
-          points.push({ variant: 'lsh', nHashes, length, status: 'failed', reason: 'refused on software WebGPU (README, In the browser)' } as SweepPoint);
+          points.push({ variant: 'lsh', nHashes, length, status: 'failed', reason: 'lshAttention refuses on software WebGPU: see lshAttentionAsync (browser-webgpu-kernels.md)' } as SweepPoint);
         }
       }
     }
     result.points = points;
+    if (backend === 'webgpu') result.webgpu = await runWebGPUBench(settings, (message) => progress.push(message));
     if (layerSettings) {
       // On software WebGPU the LSH layer refuses as LSH attention does: the layers' own points say so.
       const layerPoints = await runLayerSweep(lshRefused ? { ...layerSettings, nHashes: [] } : layerSettings, (message) => progress.push(message));

@@ -23,6 +23,7 @@ import type { SweepOptions } from '../attention_sweep.js';
 import type { LayerSweepOptions } from '../layer_sweep.js';
 import { writeReport, type SweepReport } from '../report.js';
 import type { BenchResult } from './page.js';
+import type { WebGPUBench } from './webgpu.js';
 
 const settings: SweepOptions = {
   lengths: [256, 512, 1024, 2048],
@@ -61,6 +62,45 @@ const configurations = [
   { name: 'webgl', backend: 'webgl', isolated: true },
   { name: 'webgpu', backend: 'webgpu', isolated: true },
 ];
+
+/** bench/results/browser-webgpu-kernels.{md,json}: lshAttentionAsync and the WGSL kernels, labelled. */
+function writeWebGPUReport(bench: WebGPUBench, report: SweepReport, directory: string): string[] {
+  const json = join(directory, 'browser-webgpu-kernels.json');
+  const md = join(directory, 'browser-webgpu-kernels.md');
+  writeFileSync(json, `${JSON.stringify({ date: report.date, backend: report.backend, versions: report.versions, machine: report.machine, settings, ...bench }, null, 2)}\n`);
+  const { batch, heads, dim, chunkLength, numChunksBefore, runs } = settings;
+  const lines = [
+    `# WebGPU in the browser: ${bench.label}`,
+    '',
+    `${report.date}; ${report.backend}; adapter ${bench.adapter}; ${report.machine.cores} cores (${report.machine.cpu}).`,
+    '',
+    `**${bench.label}.** On this machine the WebGPU adapter is Chromium's SwiftShader, which runs the shaders on the CPU.`,
+    '',
+    `## LSH attention (lshAttentionAsync), B=${batch}, H=${heads}, D=${dim}, chunkLength ${chunkLength}, ${numChunksBefore} chunk(s) of look-back`,
+    '',
+    `Forward pass, result read back, median of ${runs} runs after a warm-up (lshAttention refuses on software WebGPU).`,
+    '',
+    '| T | R | median ms | runs ms |',
+    '|---:|---:|---:|---|',
+    ...bench.lsh.map((p) =>
+      p.status === 'ok'
+        ? `| ${p.length} | ${p.nHashes} | ${p.medianMs?.toFixed(0)} | ${p.runsMs?.map((x) => x.toFixed(0)).join(', ')} |`
+        : `| ${p.length} | ${p.nHashes} | ${p.status} | ${p.reason ?? ''} |`,
+    ),
+    '',
+    '## The WGSL kernels against the tf ops they replace, one block',
+    '',
+    `Block shape: ${bench.kernels[0]?.shape ?? '–'} (what lshAttention hands the kernels at T=${Math.max(...settings.lengths)}). ` +
+      'Median ms per call over 3 timings of 4 queued calls, after a warm-up.',
+    '',
+    '| what | WGSL kernel ms | tf ops ms | ops / kernel | max abs difference |',
+    '|---|---:|---:|---:|---:|',
+    ...bench.kernels.map((k) => `| ${k.name} | ${k.kernelMs.toFixed(1)} | ${k.opsMs.toFixed(1)} | ${(k.opsMs / k.kernelMs).toFixed(2)}× | ${k.maxDiff.toExponential(1)} |`),
+    '',
+  ];
+  writeFileSync(md, lines.join('\n'));
+  return [md, json];
+}
 
 const args = process.argv.slice(2);
 const tiny = args.includes('--tiny');
@@ -112,6 +152,7 @@ try {
       ...(result.layers ? { layers: result.layers } : {}),
     };
     const paths = await writeReport(report, resultsDir, `browser-${configuration.name}`);
+    if (result.webgpu !== undefined) paths.push(...writeWebGPUReport(result.webgpu, report, resultsDir));
     console.error(`${configuration.name}: ${result.description}; wrote ${paths.join(', ')}`);
   }
 } finally {

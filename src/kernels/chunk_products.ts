@@ -20,7 +20,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { batchMatMul } from './batch_matmul.js';
-import { elementwiseProgram, type WebGPUBackendLike } from './webgpu_program.js';
+import { WORKGROUP_SIZE, workgroupProgram, type WebGPUBackendLike } from './webgpu_program.js';
 
 /** Name of the webgpu kernel of {@link chunkLogits}. */
 export const CHUNK_LOGITS_KERNEL_NAME = 'LSHChunkLogits';
@@ -43,47 +43,103 @@ interface ChunkLogitsAttrs {
   window: number;
 }
 
-function chunkLogitsProgram(shape: number[]): ReturnType<typeof elementwiseProgram> {
-  // One invocation per logit: a dot product over D with the key's sum of squares alongside.
-  return elementwiseProgram(
-    'lsh_chunk_logits',
-    ['rows', 'queryRows', 'keyRows'],
-    shape,
-    `let window = uniforms.outShape.z;
-          let queryIndex = index / window; // j·C + c
-          let chunk = queryIndex / uniforms.outShape.y;
-          let dim = uniforms.rowsShape.y;
-          let query = queryRows[queryIndex] * dim;
-          let key = keyRows[chunk * window + index % window] * dim;
-          var dotProduct = 0.0;
-          var squares = 0.0;
-          for (var d = 0; d < dim; d = d + 1) {
-            let keyValue = f32(rows[key + d]);
-            dotProduct = dotProduct + f32(rows[query + d]) * keyValue;
-            squares = squares + keyValue * keyValue;
-          }
-          setOutputAtIndex(index, dotProduct * (inverseSqrt(squares / f32(dim) + ${KEY_NORM_EPSILON.toExponential()}) / sqrt(f32(dim))));`,
-  );
+/** Outputs per invocation along each of the two output axes it blocks (queries × keys, or queries × value columns). */
+const BLOCK = 4;
+
+/** Workgroups for one invocation per BLOCK × BLOCK block of an [n, rows, columns] output. */
+function blockWorkgroups([count, rows, columns]: number[]): number {
+  return Math.ceil((count * Math.ceil(rows / BLOCK) * Math.ceil(columns / BLOCK)) / WORKGROUP_SIZE);
 }
 
-function chunkOutputsProgram(shape: number[]): ReturnType<typeof elementwiseProgram> {
-  // One invocation per output element: a weighted sum over the L keys' value rows.
-  return elementwiseProgram(
-    'lsh_chunk_outputs',
-    ['weights', 'valueRows', 'keyRows'],
-    shape,
-    `let valueDim = uniforms.outShape.z;
-          let queryIndex = index / valueDim; // j·C + c
-          let window = uniforms.weightsShape.z;
-          let chunk = queryIndex / uniforms.outShape.y;
-          let column = index % valueDim;
-          var sum = 0.0;
-          for (var l = 0; l < window; l = l + 1) {
-            let value = f32(valueRows[keyRows[chunk * window + l] * valueDim + column]);
-            sum = sum + f32(weights[queryIndex * window + l]) * value;
-          }
-          setOutputAtIndex(index, sum);`,
-  );
+/**
+ * WGSL shared by both programs: `index` → (chunk j, first query c0, first
+ * column t0) of the invocation's block, with `inside` false past the end;
+ * `columns` is the output's last axis.
+ */
+const BLOCK_COORDS = `
+      let chunkLength = uniforms.outShape.y;
+      let columns = uniforms.outShape.z;
+      let queryBlocks = (chunkLength + ${BLOCK - 1}) / ${BLOCK};
+      let columnBlocks = (columns + ${BLOCK - 1}) / ${BLOCK};
+      let inside = index < uniforms.outShape.x * queryBlocks * columnBlocks;
+      let j = index / (queryBlocks * columnBlocks);
+      let c0 = (index / columnBlocks) % queryBlocks * ${BLOCK};
+      let t0 = index % columnBlocks * ${BLOCK};`;
+
+/**
+ * logits [n, C, L]: each invocation a block of 4 queries × 4 keys, a dot
+ * product over D per pair with each key's sum of squares alongside (4 + 4
+ * loads per 16 multiply-adds); a block past an edge repeats the last query or
+ * key and does not write it.
+ */
+function chunkLogitsProgram(shape: number[]): ReturnType<typeof workgroupProgram> {
+  const code = `
+    fn main(index : i32) {
+      ${BLOCK_COORDS}
+      if (!inside) {
+        return;
+      }
+      let dim = uniforms.rowsShape.y;
+      var query : array<i32, ${BLOCK}>;
+      var key : array<i32, ${BLOCK}>;
+      for (var i = 0; i < ${BLOCK}; i = i + 1) {
+        query[i] = queryRows[j * chunkLength + min(c0 + i, chunkLength - 1)] * dim;
+        key[i] = keyRows[j * columns + min(t0 + i, columns - 1)] * dim;
+      }
+      var sums : array<vec4<f32>, ${BLOCK}>;
+      var squares = vec4<f32>(0.0);
+      for (var d = 0; d < dim; d = d + 1) {
+        let keyValues = vec4<f32>(f32(rows[key[0] + d]), f32(rows[key[1] + d]), f32(rows[key[2] + d]), f32(rows[key[3] + d]));
+        squares = squares + keyValues * keyValues;
+        for (var i = 0; i < ${BLOCK}; i = i + 1) {
+          sums[i] = sums[i] + f32(rows[query[i] + d]) * keyValues;
+        }
+      }
+      var scale = inverseSqrt(squares / f32(dim) + ${KEY_NORM_EPSILON.toExponential()}) / sqrt(f32(dim));
+      for (var i = 0; i < min(${BLOCK}, chunkLength - c0); i = i + 1) {
+        for (var t = 0; t < min(${BLOCK}, columns - t0); t = t + 1) {
+          setOutputAtIndex((j * chunkLength + c0 + i) * columns + t0 + t, sums[i][t] * scale[t]);
+        }
+      }
+    }`;
+  return workgroupProgram('lsh_chunk_logits', ['rows', 'queryRows', 'keyRows'], shape, blockWorkgroups(shape), code);
+}
+
+/**
+ * out [n, C, Dv]: each invocation a block of 4 queries × 4 value columns,
+ * a sum over the L keys (1 index, 4 weight and 4 value loads per 16
+ * multiply-adds); edges as in chunkLogitsProgram.
+ */
+function chunkOutputsProgram(shape: number[]): ReturnType<typeof workgroupProgram> {
+  const code = `
+    fn main(index : i32) {
+      ${BLOCK_COORDS}
+      if (!inside) {
+        return;
+      }
+      let window = uniforms.weightsShape.z;
+      var weightRow : array<i32, ${BLOCK}>;
+      var column : array<i32, ${BLOCK}>;
+      for (var i = 0; i < ${BLOCK}; i = i + 1) {
+        weightRow[i] = (j * chunkLength + min(c0 + i, chunkLength - 1)) * window;
+        column[i] = min(t0 + i, columns - 1);
+      }
+      var sums : array<vec4<f32>, ${BLOCK}>;
+      for (var l = 0; l < window; l = l + 1) {
+        let row = keyRows[j * window + l] * columns;
+        let values = vec4<f32>(
+          f32(valueRows[row + column[0]]), f32(valueRows[row + column[1]]), f32(valueRows[row + column[2]]), f32(valueRows[row + column[3]]));
+        for (var i = 0; i < ${BLOCK}; i = i + 1) {
+          sums[i] = sums[i] + f32(weights[weightRow[i] + l]) * values;
+        }
+      }
+      for (var i = 0; i < min(${BLOCK}, chunkLength - c0); i = i + 1) {
+        for (var t = 0; t < min(${BLOCK}, columns - t0); t = t + 1) {
+          setOutputAtIndex((j * chunkLength + c0 + i) * columns + t0 + t, sums[i][t]);
+        }
+      }
+    }`;
+  return workgroupProgram('lsh_chunk_outputs', ['weights', 'valueRows', 'keyRows'], shape, blockWorkgroups(shape), code);
 }
 
 function chunkLogitsWebGPUKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
@@ -125,12 +181,17 @@ function fused(): boolean {
  * @returns [n, C, L] float32.
  */
 export function chunkLogits(rows: tf.Tensor2D, queryRows: tf.Tensor1D, keyRows: tf.Tensor1D, chunkLength: number, window: number): tf.Tensor3D {
-  const count = queryRows.shape[0] / chunkLength;
   if (fused()) {
     registerChunkProductKernels();
     const attrs: ChunkLogitsAttrs = { chunkLength, window };
     return tf.engine().runKernel(CHUNK_LOGITS_KERNEL_NAME, { rows, queryRows, keyRows } as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as tf.Tensor3D;
   }
+  return chunkLogitsWithOps(rows, queryRows, keyRows, chunkLength, window);
+}
+
+/** {@link chunkLogits} as gathers, the key normalisation and batchMatMul, on any backend (the benchmark compares). */
+export function chunkLogitsWithOps(rows: tf.Tensor2D, queryRows: tf.Tensor1D, keyRows: tf.Tensor1D, chunkLength: number, window: number): tf.Tensor3D {
+  const count = queryRows.shape[0] / chunkLength;
   return tf.tidy(() => {
     const dim = rows.shape[1];
     const queries = tf.reshape(gather(rows, queryRows), [count, chunkLength, dim]) as tf.Tensor3D;
@@ -151,6 +212,11 @@ export function chunkOutputs(weights: tf.Tensor3D, valueRows: tf.Tensor2D, keyRo
     registerChunkProductKernels();
     return tf.engine().runKernel(CHUNK_OUTPUTS_KERNEL_NAME, { weights, valueRows, keyRows } as unknown as tf.NamedTensorMap, {}) as tf.Tensor3D;
   }
+  return chunkOutputsWithOps(weights, valueRows, keyRows);
+}
+
+/** {@link chunkOutputs} as a gather and batchMatMul, on any backend (the benchmark compares). */
+export function chunkOutputsWithOps(weights: tf.Tensor3D, valueRows: tf.Tensor2D, keyRows: tf.Tensor1D): tf.Tensor3D {
   return tf.tidy(() => {
     const [count, , window] = weights.shape;
     const values = tf.reshape(gather(valueRows, keyRows), [count, window, valueRows.shape[1]]) as tf.Tensor3D;

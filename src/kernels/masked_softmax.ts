@@ -302,8 +302,8 @@ function forwardWithKernel(logits: tf.Tensor3D, fill: tf.Tensor3D): MaskedSoftma
   return { weights, rowMax, logSum };
 }
 
-/** The forward values in plain tf ops (any backend): the same formula as the kernel. */
-function forwardWithOps(logits: tf.Tensor3D, fill: tf.Tensor3D): MaskedSoftmaxResult {
+/** The forward values in plain tf ops (any backend): the same formula as the kernel (the benchmark compares). */
+export function maskedSoftmaxWithOps(logits: tf.Tensor3D, fill: tf.Tensor3D): MaskedSoftmaxResult {
   const masked = tf.where(tf.equal(fill, 0), logits, fill);
   const rowMax = tf.max(masked, -1, true) as tf.Tensor3D;
   const exps = tf.exp(tf.sub(masked, rowMax));
@@ -360,7 +360,7 @@ function logSumGradient(dLogSum: tf.Tensor, weights: tf.Tensor, fill: tf.Tensor)
  */
 export function maskedSoftmax(logits: tf.Tensor3D, fill: tf.Tensor3D): MaskedSoftmaxResult {
   validate(logits, fill);
-  let forward = forwardWithOps;
+  let forward = maskedSoftmaxWithOps;
   if (tf.getBackend() === 'wasm') {
     registerMaskedSoftmaxKernel();
     forward = forwardWithKernel;

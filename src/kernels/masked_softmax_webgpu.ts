@@ -15,7 +15,7 @@
  * (equal, where, max, sub, exp, sum, div, log) plus their intermediates.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { WORKGROUP_SIZE, elementwiseProgram, workgroupPerRowProgram, type WebGPUBackendLike } from './webgpu_program.js';
+import { WORKGROUP_SIZE, elementwiseProgram, workgroupProgram, type WebGPUBackendLike } from './webgpu_program.js';
 
 /** masked(at): the logit at flat position `at`, or what fill replaces it with. */
 const MASKED_SNIPPET = `
@@ -28,7 +28,7 @@ const MASKED_SNIPPET = `
   }`;
 
 /** [rows, 2]: (max, Σ exp(masked − max)) of each row of logits/fill [n, C, L]. */
-function statsProgram(rows: number): ReturnType<typeof workgroupPerRowProgram> {
+function statsProgram(rows: number): ReturnType<typeof workgroupProgram> {
   const code = `
     ${MASKED_SNIPPET}
     var<workgroup> laneValues : array<f32, ${WORKGROUP_SIZE}>;
@@ -74,7 +74,7 @@ function statsProgram(rows: number): ReturnType<typeof workgroupPerRowProgram> {
         setOutputAtIndex(row * 2 + 1, laneValues[0]);
       }
     }`;
-  return workgroupPerRowProgram('lsh_masked_softmax_stats', ['logits', 'fill'], [rows, 2], rows, code);
+  return workgroupProgram('lsh_masked_softmax_stats', ['logits', 'fill'], [rows, 2], rows, code);
 }
 
 /** weights [n, C, L] = exp(masked − max) / sum, with (max, sum) from the statistics. */

@@ -67,18 +67,20 @@ export function elementwiseProgram(shaderKey: string, variableNames: string[], o
 }
 
 /**
- * A program with one workgroup per `groups` (a row): invocation `lane` of
- * workgroup `group` runs `main` with index = group · WORKGROUP_SIZE + lane;
- * the body must guard `group < groups` itself and keep its barriers outside
- * that guard (WGSL requires uniform control flow for them).
+ * A program of `workgroups` workgroups of WORKGROUP_SIZE invocations, with
+ * its own `main(index)` (index = workgroup · WORKGROUP_SIZE + lane): for
+ * kernels that give each invocation a block of outputs, or each workgroup a
+ * row. The code guards its own range (the backend may round the dispatch up
+ * when it reshapes one past 65535 workgroups) and keeps barriers out of
+ * non-uniform branches (WGSL requires it).
  */
-export function workgroupPerRowProgram(shaderKey: string, variableNames: string[], outputShape: number[], groups: number, code: string): WebGPUProgramLike {
+export function workgroupProgram(shaderKey: string, variableNames: string[], outputShape: number[], workgroups: number, code: string): WebGPUProgramLike {
   return {
     variableNames,
     outputShape,
     shaderKey,
     dispatchLayout: { x: outputShape.map((_, i) => i) },
-    dispatch: [groups, 1, 1],
+    dispatch: [Math.max(1, workgroups), 1, 1],
     workgroupSize: [WORKGROUP_SIZE, 1, 1],
     size: true,
     getUserCode: () => code,
