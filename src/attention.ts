@@ -1659,7 +1659,14 @@ export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAtte
 export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options?: FullAttentionOptions & { returnAttention?: false }): tf.Tensor4D;
 export function fullAttention(qk: tf.Tensor4D, v: tf.Tensor4D, options: FullAttentionOptions & ReturnAttentionOption = {}): tf.Tensor4D | AttentionResult {
   const who = 'fullAttention';
-  if (options.mask instanceof tf.Tensor) assertHostReadable(who, 'the padding mask', [options.mask]);
+  if (options.mask instanceof tf.Tensor) {
+    assertHostReadable(
+      who,
+      'the padding mask',
+      [options.mask],
+      'pass a mask made from host values (tf.tensor2d(await mask.data(), mask.shape)), or use the webgl or wasm backend',
+    );
+  }
   const { batch, heads, length, dim, valueDim, padding } = checkInputs(who, qk, v, options);
   const returnAttention = options.returnAttention ?? false;
   assertBoolean(who, 'returnAttention', returnAttention);

@@ -40,6 +40,7 @@ async function main(): Promise<void> {
   const params = new URL(location.href).searchParams;
   const backend = (params.get('backend') ?? 'wasm') as BackendName;
   const settings = JSON.parse(params.get('settings') ?? '{}') as SweepOptions;
+  const kernelsOnly = params.get('kernelsOnly') === '1';
   const layerSettings = params.has('layers') ? (JSON.parse(params.get('layers') as string) as LayerSweepOptions) : undefined;
   setWasmPaths(new URL('./', location.href).href);
   const progress: string[] = [];
@@ -48,6 +49,14 @@ async function main(): Promise<void> {
   try {
     await initBackend({ backend });
     result.description = describeBackend();
+    if (kernelsOnly) {
+      // Only the webgpu part (bench/browser/run.ts --webgpu-kernels-only).
+      if (backend === 'webgpu') result.webgpu = await runWebGPUBench(settings, (message) => progress.push(message));
+      result.points = [];
+      await tf.ready();
+      window.benchResult = result;
+      return;
+    }
     result.matMulPeakGflops = await matMulPeakGflops(512, 3);
     // On software WebGPU, lshAttention refuses to run (its synchronous host reads break the device there): full
     // attention in the sweep, LSH attention through lshAttentionAsync below.

@@ -4,6 +4,7 @@
  *   flock /work/bench.lock npm run bench:browser      (a few minutes)
  *   npm run bench:browser -- webgl wasm-threads        (only these configurations)
  *   npm run bench:browser -- --tiny --out /tmp/x       (T = 128, one run: a check that it works)
+ *   npm run bench:browser -- --webgpu-kernels-only     (webgpu: lshAttentionAsync and the WGSL kernels only)
  *
  * wasm with threads (the page cross-origin isolated), wasm on one thread (the
  * same page without the COOP/COEP headers), webgl and webgpu. Each writes
@@ -104,6 +105,7 @@ function writeWebGPUReport(bench: WebGPUBench, report: SweepReport, directory: s
 
 const args = process.argv.slice(2);
 const tiny = args.includes('--tiny');
+const webgpuKernelsOnly = args.includes('--webgpu-kernels-only');
 const outIndex = args.indexOf('--out');
 const resultsDir = outIndex >= 0 ? args[outIndex + 1] : join(REPO, 'bench', 'results');
 const only = args.filter((a, i) => !a.startsWith('--') && (outIndex < 0 || i !== outIndex + 1));
@@ -120,6 +122,7 @@ const browser = await launchChromium();
 try {
   for (const configuration of configurations) {
     if (only.length > 0 && !only.includes(configuration.name)) continue;
+    if (webgpuKernelsOnly && configuration.backend !== 'webgpu') continue;
     const page = await browser.newPage();
     page.on('console', (message) => {
       if (message.type() === 'error') console.error(`[${configuration.name}] console: ${message.text()}`);
@@ -127,7 +130,7 @@ try {
     const server = configuration.isolated ? isolated : plain;
     const url =
       `${server.url}index.html?backend=${configuration.backend}&settings=${encodeURIComponent(JSON.stringify(settings))}` +
-      `&layers=${encodeURIComponent(JSON.stringify(layerSettings))}`;
+      `&layers=${encodeURIComponent(JSON.stringify(layerSettings))}${webgpuKernelsOnly ? '&kernelsOnly=1' : ''}`;
     console.error(`${configuration.name}: running…`);
     await page.goto(url);
     await page.waitForFunction(() => window.benchResult !== undefined, null, { timeout: 30 * 60_000, polling: 1000 });
@@ -151,7 +154,7 @@ try {
       points: result.points,
       ...(result.layers ? { layers: result.layers } : {}),
     };
-    const paths = await writeReport(report, resultsDir, `browser-${configuration.name}`);
+    const paths = webgpuKernelsOnly ? [] : await writeReport(report, resultsDir, `browser-${configuration.name}`);
     if (result.webgpu !== undefined) paths.push(...writeWebGPUReport(result.webgpu, report, resultsDir));
     console.error(`${configuration.name}: ${result.description}; wrote ${paths.join(', ')}`);
   }
