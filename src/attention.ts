@@ -168,9 +168,10 @@ export interface ResolvedLSHSettings {
  * The LSHSelfAttention layer's default `fullAttentionThreshold`: at or below
  * this length it computes exact attention. The forward crossover measured on
  * wasm with `npm run bench:crossover` (B=1, H=8, D=64, R=4, C=64): full
- * attention faster up to T=1024, LSH from 1280; with the backward pass the
- * crossover was lower, between 768 and 1024 (README, "Exact attention when
- * short"; bench/results/crossover-wasm*.md).
+ * attention faster up to T=1024, LSH from 1088; with the backward pass the
+ * crossover is lower, between 768 and 832, so training at 832 < T ≤ 1024 is
+ * faster with a threshold of 768 (README, "Exact attention when short";
+ * bench/results/crossover-wasm*.md).
  */
 export const DEFAULT_FULL_ATTENTION_THRESHOLD = 1024;
 

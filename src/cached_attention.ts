@@ -28,8 +28,13 @@
  *
  * The caches live on the host (JavaScript arrays), because a step reads a
  * handful of rows: the work of an LSH step is O(matches · D) per head, not
- * O(T · D), and nothing is copied when the cache grows (capacity doubles).
- * A full-attention step is O(T · D) per head.
+ * O(T · D). A row is a normalised key and its value side by side; the LSH
+ * cache keeps, per head and round, each bucket's rows together (a copy per
+ * round), so that a step reads a few runs of memory rather than rows
+ * scattered over the whole context (on this VM, scattered reads of a 16k
+ * context cost ≈0.7 µs a row, several times the arithmetic). Stores grow by
+ * doubling (amortised O(1) per position) and a step allocates nothing that
+ * grows with T. A full-attention step is O(T · D) per head.
  *
  * Legend: B batch, H heads, T cached positions, D head size, Dv value size,
  * R hash rounds, K buckets.
@@ -66,7 +71,42 @@ export interface LSHAttentionCacheOptions extends AttentionCacheOptions {
   hashFamily?: HashFamilyName;
 }
 
-/** What the caches share: host storage of normalised keys and values, appended position by position. */
+/**
+ * Rows kept side by side: row i is a normalised key (D values) followed by
+ * its value (Dv values), width D + Dv, with the position it belongs to.
+ * Appending is amortised O(1) (capacity doubles); a step that reads rows
+ * of one such store in order reads one run of memory.
+ */
+class RowStore {
+  count = 0;
+  positions: Int32Array;
+  rows: Float32Array;
+
+  constructor(
+    readonly width: number,
+    capacity: number,
+  ) {
+    this.positions = new Int32Array(capacity);
+    this.rows = new Float32Array(capacity * width);
+  }
+
+  /** Room for one more row; returns its offset in `rows`. */
+  add(position: number): number {
+    if (this.count === this.positions.length) {
+      const capacity = 2 * Math.max(1, this.count);
+      const positions = new Int32Array(capacity);
+      positions.set(this.positions);
+      const rows = new Float32Array(capacity * this.width);
+      rows.set(this.rows);
+      this.positions = positions;
+      this.rows = rows;
+    }
+    this.positions[this.count] = position;
+    return this.count++ * this.width;
+  }
+}
+
+/** What the caches share: input checks, key normalisation, the softmax over the rows a query attends to. */
 abstract class AttentionCacheBase {
   readonly batch: number;
   readonly heads: number;
@@ -74,16 +114,23 @@ abstract class AttentionCacheBase {
   readonly valueDim: number;
   /** T, the number of cached positions. */
   length = 0;
+  /** Positions there is room for in the per-position arrays (`kept` and subclasses' own). */
   protected capacity: number;
-  /** Per (b, h): normalised keys [capacity, D] and values [capacity, Dv]. */
-  protected keys: Float32Array[];
-  protected values: Float32Array[];
   /** Per b: 1 where a cached position is not padding. */
   protected kept: Uint8Array[];
   protected disposed = false;
-  /** Scratch space of attendOne (reused: a step allocates nothing per query). */
+  /**
+   * The rows a query attends to besides itself, filled by `candidates`: the
+   * array holding row c (a {@link RowStore}'s rows) and the row's offset in
+   * it. Reused from step to step: a step allocates nothing that grows with T.
+   */
+  protected candidateRows: Float32Array[] = [];
+  protected candidateOffsets = new Int32Array(64);
+  /** When set by `candidates`, every candidate row is in this array (candidateRows is not filled). */
+  protected sharedRows: Float32Array | null = null;
+  /** Scratch of attendOne (reused). */
   private logitScratch = new Float64Array(64);
-  private valueScratch = new Float64Array(0);
+  private valueScratch: Float64Array;
 
   constructor(protected readonly who: string, options: AttentionCacheOptions) {
     if (options === null || typeof options !== 'object') throw new Error(`${who}: options must be an object {batch, heads, dim, …}, got ${String(options)}`);
@@ -97,10 +144,8 @@ abstract class AttentionCacheBase {
     this.dim = options.dim;
     this.valueDim = options.valueDim ?? options.dim;
     this.capacity = options.capacity ?? 1024;
-    const slots = this.batch * this.heads;
-    this.keys = Array.from({ length: slots }, () => new Float32Array(this.capacity * this.dim));
-    this.values = Array.from({ length: slots }, () => new Float32Array(this.capacity * this.valueDim));
     this.kept = Array.from({ length: this.batch }, () => new Uint8Array(this.capacity));
+    this.valueScratch = new Float64Array(this.valueDim);
   }
 
   /** Checks qk [B, H, n, D] and v [B, H, n, Dv] against the cache's sizes. */
@@ -121,19 +166,12 @@ abstract class AttentionCacheBase {
     return n;
   }
 
-  /** Room for `extra` more positions (doubling: appends are amortised O(1) per row). */
+  /** Room for `extra` more positions in the per-position arrays (doubling: amortised O(1) per position). */
   private reserve(extra: number): void {
     const needed = this.length + extra;
     if (needed <= this.capacity) return;
     let capacity = this.capacity;
     while (capacity < needed) capacity *= 2;
-    const grow = (old: Float32Array, width: number) => {
-      const next = new Float32Array(capacity * width);
-      next.set(old.subarray(0, this.length * width));
-      return next;
-    };
-    this.keys = this.keys.map((k) => grow(k, this.dim));
-    this.values = this.values.map((v) => grow(v, this.valueDim));
     this.kept = this.kept.map((k) => {
       const next = new Uint8Array(capacity);
       next.set(k.subarray(0, this.length));
@@ -146,59 +184,59 @@ abstract class AttentionCacheBase {
   /** Subclasses resize their own per-position arrays. */
   protected grown(_capacity: number): void {}
 
-  /** Stores rows of qk (normalised) and v from host copies; `n` new positions. */
-  protected store(qk: ArrayLike<number>, v: ArrayLike<number>, n: number, keep: ArrayLike<number> | null): void {
-    this.reserve(n);
+  /**
+   * Writes position i of slot (b, h) of qk [B, H, n, D] (normalised: design §4)
+   * and of v [B, H, n, Dv] as one row, key then value, at rows[offset …].
+   */
+  protected writeRow(qk: ArrayLike<number>, v: ArrayLike<number>, slot: number, n: number, i: number, rows: Float32Array, offset: number): void {
     const { dim, valueDim } = this;
+    const source = (slot * n + i) * dim;
+    let meanSquare = 0;
+    for (let d = 0; d < dim; d++) meanSquare += qk[source + d] * qk[source + d];
+    meanSquare /= dim;
+    const scale = 1 / Math.sqrt(meanSquare + KEY_NORM_EPSILON) / Math.sqrt(dim);
+    for (let d = 0; d < dim; d++) rows[offset + d] = qk[source + d] * scale;
+    const valueSource = (slot * n + i) * valueDim;
+    for (let e = 0; e < valueDim; e++) rows[offset + dim + e] = v[valueSource + e];
+  }
+
+  /** Stores `n` new positions (host copies of qk [B, H, n, D] and v [B, H, n, Dv]); `keep` [B, n] or null (all kept). */
+  protected abstract storeRows(qk: ArrayLike<number>, v: ArrayLike<number>, n: number, keep: ArrayLike<number> | null): void;
+
+  private store(qk: ArrayLike<number>, v: ArrayLike<number>, n: number, keep: ArrayLike<number> | null): void {
+    this.reserve(n);
     for (let b = 0; b < this.batch; b++) {
       for (let i = 0; i < n; i++) this.kept[b][this.length + i] = keep === null || keep[b * n + i] !== 0 ? 1 : 0;
-      for (let h = 0; h < this.heads; h++) {
-        const slot = b * this.heads + h;
-        const keys = this.keys[slot];
-        const values = this.values[slot];
-        for (let i = 0; i < n; i++) {
-          const source = (slot * n + i) * dim;
-          let meanSquare = 0;
-          for (let d = 0; d < dim; d++) meanSquare += qk[source + d] * qk[source + d];
-          meanSquare /= dim;
-          const scale = 1 / Math.sqrt(meanSquare + KEY_NORM_EPSILON) / Math.sqrt(dim);
-          const target = (this.length + i) * dim;
-          for (let d = 0; d < dim; d++) keys[target + d] = qk[source + d] * scale;
-          const valueSource = (slot * n + i) * valueDim;
-          const valueTarget = (this.length + i) * valueDim;
-          for (let e = 0; e < valueDim; e++) values[valueTarget + e] = v[valueSource + e];
-        }
-      }
     }
+    this.storeRows(qk, v, n, keep);
+  }
+
+  /** Room for `count` candidates in candidateOffsets (doubling). */
+  protected reserveCandidates(count: number): void {
+    if (this.candidateOffsets.length >= count) return;
+    let size = this.candidateOffsets.length;
+    while (size < count) size *= 2;
+    this.candidateOffsets = new Int32Array(size);
   }
 
   /**
-   * Softmax attention of query q (raw, length D) over the cached positions
-   * `candidates` (count of them) and itself (logit {@link SELF_ATTENTION_LOGIT}),
+   * Softmax attention of query q (raw, length D) over the `count` rows in
+   * candidateRows/candidateOffsets and itself (logit {@link SELF_ATTENTION_LOGIT}),
    * written into out[outOffset …] (Dv values). Float64 throughout.
    */
-  protected attendOne(
-    slot: number,
-    q: ArrayLike<number>,
-    qOffset: number,
-    ownValue: ArrayLike<number>,
-    ownOffset: number,
-    candidates: Int32Array,
-    count: number,
-    out: Float32Array,
-    outOffset: number,
-  ): void {
+  private attendOne(q: ArrayLike<number>, qOffset: number, ownValue: ArrayLike<number>, ownOffset: number, count: number, out: Float32Array, outOffset: number): void {
     const { dim, valueDim } = this;
-    const keys = this.keys[slot];
-    const values = this.values[slot];
+    const arrays = this.candidateRows;
+    const shared = this.sharedRows;
+    const offsets = this.candidateOffsets;
     if (this.logitScratch.length < count) this.logitScratch = new Float64Array(Math.max(count, 2 * this.logitScratch.length));
-    if (this.valueScratch.length < valueDim) this.valueScratch = new Float64Array(valueDim);
     const logits = this.logitScratch;
     let max = SELF_ATTENTION_LOGIT;
     for (let c = 0; c < count; c++) {
-      const row = candidates[c] * dim;
+      const rows = shared ?? arrays[c];
+      const row = offsets[c];
       let dot = 0;
-      for (let d = 0; d < dim; d++) dot += q[qOffset + d] * keys[row + d];
+      for (let d = 0; d < dim; d++) dot += q[qOffset + d] * rows[row + d];
       logits[c] = dot;
       if (dot > max) max = dot;
     }
@@ -209,8 +247,9 @@ abstract class AttentionCacheBase {
     for (let c = 0; c < count; c++) {
       const w = Math.exp(logits[c] - max);
       total += w;
-      const row = candidates[c] * valueDim;
-      for (let e = 0; e < valueDim; e++) acc[e] += w * values[row + e];
+      const rows = shared ?? arrays[c];
+      const row = offsets[c] + dim;
+      for (let e = 0; e < valueDim; e++) acc[e] += w * rows[row + e];
     }
     for (let e = 0; e < valueDim; e++) out[outOffset + e] = acc[e] / total;
   }
@@ -228,16 +267,20 @@ abstract class AttentionCacheBase {
     const keep = mask === undefined ? null : checkMask(this.who, mask, this.batch, n, 'mask');
     if (n === 0) return;
     const qkValues = qk.dataSync();
+    const vValues = v.dataSync();
     this.beforeStore(qk, n, mask);
-    this.store(qkValues, v.dataSync(), n, keep);
+    this.store(qkValues, vValues, n, keep);
     this.length += n;
   }
 
   /** Subclasses record what they need of positions about to be stored (buckets). */
   protected beforeStore(_qk: tf.Tensor4D, _n: number, _mask: tf.Tensor2D | undefined): void {}
 
-  /** The cached positions the query of (b, h) attends to, besides itself: fills `into`, returns the count. */
-  protected abstract candidates(b: number, h: number, into: Int32Array): number;
+  /**
+   * The cached rows the query of (b, h) attends to, besides itself: fills
+   * candidateRows/candidateOffsets (room made with reserveCandidates), returns the count.
+   */
+  protected abstract candidates(b: number, h: number): number;
 
   /**
    * Attends from one new position to the cache and itself, then appends it.
@@ -252,12 +295,11 @@ abstract class AttentionCacheBase {
     const ownValues = v.dataSync();
     this.beforeStore(qk, 1, undefined);
     const out = new Float32Array(this.batch * this.heads * this.valueDim);
-    const candidates = new Int32Array(this.length);
     for (let b = 0; b < this.batch; b++) {
       for (let h = 0; h < this.heads; h++) {
         const slot = b * this.heads + h;
-        const count = this.candidates(b, h, candidates);
-        this.attendOne(slot, q, slot * this.dim, ownValues, slot * this.valueDim, candidates, count, out, slot * this.valueDim);
+        const count = this.candidates(b, h);
+        this.attendOne(q, slot * this.dim, ownValues, slot * this.valueDim, count, out, slot * this.valueDim);
       }
     }
     this.store(q, ownValues, 1, null);
@@ -283,14 +325,31 @@ abstract class AttentionCacheBase {
  * ```
  */
 export class FullAttentionCache extends AttentionCacheBase {
+  /** Per (b, h): every position's row, in order. */
+  private readonly stores: RowStore[];
+
   constructor(options: AttentionCacheOptions) {
     super('FullAttentionCache', options);
+    this.stores = Array.from({ length: this.batch * this.heads }, () => new RowStore(this.dim + this.valueDim, this.capacity));
   }
 
-  protected candidates(b: number, _h: number, into: Int32Array): number {
+  protected storeRows(qk: ArrayLike<number>, v: ArrayLike<number>, n: number): void {
+    for (let slot = 0; slot < this.batch * this.heads; slot++) {
+      const store = this.stores[slot];
+      for (let i = 0; i < n; i++) {
+        const offset = store.add(this.length + i); // first: adding may replace store.rows
+        this.writeRow(qk, v, slot, n, i, store.rows, offset);
+      }
+    }
+  }
+
+  protected candidates(b: number, h: number): number {
     const kept = this.kept[b];
+    const store = this.stores[b * this.heads + h];
+    this.reserveCandidates(this.length);
+    this.sharedRows = store.rows;
     let count = 0;
-    for (let j = 0; j < this.length; j++) if (kept[j] === 1) into[count++] = j;
+    for (let j = 0; j < this.length; j++) if (kept[j] === 1) this.candidateOffsets[count++] = j * store.width;
     return count;
   }
 }
@@ -314,8 +373,12 @@ export class LSHAttentionCache extends AttentionCacheBase {
   readonly nBuckets: NBuckets;
   readonly hashFamily: HashFamilyName;
   private readonly rotations: tf.Tensor3D;
-  /** Per (b, h, r): bucket → the positions in it, in order. */
-  private readonly lists: Array<Map<number, number[]>>;
+  /**
+   * Per (b, h, r): bucket → its positions in order, each with a copy of its
+   * key and value (so a step reads each bucket as one run of memory, however
+   * far apart its positions lie; the copies cost R times the rows).
+   */
+  private readonly buckets: Array<Map<number, RowStore>>;
   /** Buckets of the positions being added, [B, H, R, n] row-major (set by beforeStore). */
   private pending: Int32Array | null = null;
   /** Per position: the query serial that last took it (dedupes the rounds). */
@@ -340,7 +403,7 @@ export class LSHAttentionCache extends AttentionCacheBase {
     }
     this.nHashes = nHashes;
     this.rotations = tf.keep(tf.clone(options.rotations));
-    this.lists = Array.from({ length: this.batch * this.heads * nHashes }, () => new Map<number, number[]>());
+    this.buckets = Array.from({ length: this.batch * this.heads * nHashes }, () => new Map<number, RowStore>());
     this.seen = new Int32Array(this.capacity).fill(-1);
   }
 
@@ -355,23 +418,27 @@ export class LSHAttentionCache extends AttentionCacheBase {
     this.seen = seen;
   }
 
-  protected override beforeStore(qk: tf.Tensor4D, n: number, mask: tf.Tensor2D | undefined): void {
+  protected override beforeStore(qk: tf.Tensor4D, _n: number, mask: tf.Tensor2D | undefined): void {
     const buckets = tf.tidy(() => hashBuckets(qk, this.rotations, { nBuckets: this.nBuckets, hashFamily: this.hashFamily, mask }));
     this.pending = buckets.dataSync() as Int32Array;
     buckets.dispose();
-    // Positions are listed after they are stored; list them now (store cannot fail once here).
+  }
+
+  /** Lists the `n` new positions in their buckets (padding in none), after they have attended. */
+  protected storeRows(qk: ArrayLike<number>, v: ArrayLike<number>, n: number): void {
+    const pending = this.pending as Int32Array;
     const padding = this.totalBuckets;
-    const start = this.length;
+    const width = this.dim + this.valueDim;
     for (let slot = 0; slot < this.batch * this.heads; slot++) {
       for (let r = 0; r < this.nHashes; r++) {
-        const map = this.lists[slot * this.nHashes + r];
+        const map = this.buckets[slot * this.nHashes + r];
         for (let i = 0; i < n; i++) {
-          const bucket = this.pending[(slot * this.nHashes + r) * n + i];
+          const bucket = pending[(slot * this.nHashes + r) * n + i];
           if (bucket === padding) continue;
-          if (n === 1) continue; // a new position (next) is listed after it has attended
-          const list = map.get(bucket);
-          if (list === undefined) map.set(bucket, [start + i]);
-          else list.push(start + i);
+          let store = map.get(bucket);
+          if (store === undefined) map.set(bucket, (store = new RowStore(width, 4)));
+          const offset = store.add(this.length + i); // first: adding may replace store.rows
+          this.writeRow(qk, v, slot, n, i, store.rows, offset);
         }
       }
     }
@@ -385,48 +452,37 @@ export class LSHAttentionCache extends AttentionCacheBase {
    */
   exact = false;
 
-  protected candidates(b: number, h: number, into: Int32Array): number {
+  protected candidates(b: number, h: number): number {
+    const slot = b * this.heads + h;
+    this.reserveCandidates(this.length);
     if (this.exact) {
-      const kept = this.kept[b];
+      // Every position that is not padding is in exactly one bucket of round 0.
       let count = 0;
-      for (let j = 0; j < this.length; j++) if (kept[j] === 1) into[count++] = j;
+      for (const store of this.buckets[slot * this.nHashes].values()) {
+        for (let i = 0; i < store.count; i++) {
+          this.candidateRows[count] = store.rows;
+          this.candidateOffsets[count++] = i * store.width;
+        }
+      }
       return count;
     }
-    const slot = b * this.heads + h;
     const buckets = this.pending as Int32Array;
     const query = this.serial++;
+    const seen = this.seen;
     let count = 0;
     for (let r = 0; r < this.nHashes; r++) {
-      const list = this.lists[slot * this.nHashes + r].get(buckets[slot * this.nHashes + r]);
-      if (list === undefined) continue;
-      const seen = this.seen;
-      for (let i = 0; i < list.length; i++) {
-        const j = list[i];
+      const store = this.buckets[slot * this.nHashes + r].get(buckets[slot * this.nHashes + r]);
+      if (store === undefined) continue;
+      const positions = store.positions;
+      for (let i = 0; i < store.count; i++) {
+        const j = positions[i];
         if (seen[j] === query) continue;
         seen[j] = query;
-        into[count++] = j;
+        this.candidateRows[count] = store.rows;
+        this.candidateOffsets[count++] = i * store.width;
       }
     }
-    // Positions in order (the sum's order does not matter; sorted keeps it reproducible and easy to check).
-    into.subarray(0, count).sort();
     return count;
-  }
-
-  override next(qk: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
-    const position = this.length;
-    const out = super.next(qk, v);
-    // List the new position in its buckets, now that it has attended.
-    const buckets = this.pending as Int32Array;
-    for (let slot = 0; slot < this.batch * this.heads; slot++) {
-      for (let r = 0; r < this.nHashes; r++) {
-        const map = this.lists[slot * this.nHashes + r];
-        const bucket = buckets[slot * this.nHashes + r];
-        const list = map.get(bucket);
-        if (list === undefined) map.set(bucket, [position]);
-        else list.push(position);
-      }
-    }
-    return out;
   }
 
   /**
@@ -434,7 +490,7 @@ export class LSHAttentionCache extends AttentionCacheBase {
    * r (padded positions are in none), for inspection and tests: a copy.
    */
   bucketsOf(b: number, h: number, r: number): Map<number, number[]> {
-    return new Map([...this.lists[(b * this.heads + h) * this.nHashes + r]].map(([k, list]) => [k, list.slice()]));
+    return new Map([...this.buckets[(b * this.heads + h) * this.nHashes + r]].map(([k, store]) => [k, Array.from(store.positions.subarray(0, store.count))]));
   }
 
   override dispose(): void {
