@@ -33,6 +33,8 @@ import { loadDigits } from './mnist.js';
 import { brownVectors } from './brown.js';
 
 export const K = 10;
+/** The data sets' names in the tables, by their name on the command line. */
+export const DATASET_NAMES: Record<string, string> = { mnist: 'MNIST', brown: 'Brown clauses', synthetic: 'Synthetic clusters' };
 const QUERIES = 1000;
 
 /** One method at one setting on one data set. */
@@ -207,7 +209,13 @@ export interface SideBySideResult {
 /** Runs every method on the named data sets ('mnist', 'brown', 'synthetic'). */
 export async function sideBySide(
   names: string[],
-  options: { syntheticCount?: number; log?: (line: string) => void; onDataset?: (partial: SideBySideResult) => Promise<void> } = {},
+  options: {
+    syntheticCount?: number;
+    log?: (line: string) => void;
+    onDataset?: (partial: SideBySideResult) => Promise<void>;
+    /** Appended to each data set's note (e.g. the command that ran it). */
+    runNote?: string;
+  } = {},
 ): Promise<SideBySideResult> {
   const log = options.log ?? console.log;
   const rows: SideRow[] = [];
@@ -218,7 +226,7 @@ export async function sideBySide(
   try {
     for (const name of names) {
       const data = name === 'mnist' ? mnistData() : name === 'brown' ? brownData() : syntheticData(options.syntheticCount ?? 1_000_000);
-      notes.push(`${data.name}: ${data.note}.`);
+      notes.push(`${data.name}: ${data.note}.${options.runNote ? ` ${options.runNote}` : ''}`);
       log(`\n${data.name}: ${data.count} × ${data.dim}, ${QUERIES} queries`);
       await runDataset(data, rows, usearch, dir, log);
       await options.onDataset?.({ rows, notes, usearchVersion: 'error' in usearch ? null : usearch.version });
