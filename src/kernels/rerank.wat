@@ -96,9 +96,10 @@
   (func (export "pairDotsF32")
     (param $stored i32) (param $dim i32) (param $queries i32) (param $pairSlot i32) (param $pairQuery i32)
     (param $pairOut i32) (param $nPairs i32) (param $out i32)
-    (local $p i32) (local $qp i32) (local $rp i32) (local $i i32)
-    (local $end16 i32) (local $end4 i32) (local $rowBytes i32)
-    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128) (local $s f32)
+    (local $p i32) (local $qp i32) (local $qp2 i32) (local $rp i32) (local $i i32) (local $y v128)
+    (local $end16 i32) (local $end4 i32) (local $rowBytes i32) (local $two i32)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
+    (local $b0 v128) (local $b1 v128) (local $b2 v128) (local $b3 v128) (local $s f32) (local $t f32)
     (local.set $rowBytes (i32.shl (local.get $dim) (i32.const 2)))
     ;; byte offsets where the blocks of 16 and the groups of 4 end
     (local.set $end16 (i32.shl (i32.and (local.get $dim) (i32.const -16)) (i32.const 2)))
@@ -110,47 +111,64 @@
           (i32.mul (i32.load (i32.add (local.get $pairQuery) (i32.shl (local.get $p) (i32.const 2)))) (local.get $rowBytes))))
         (local.set $rp (i32.add (local.get $stored)
           (i32.mul (i32.load (i32.add (local.get $pairSlot) (i32.shl (local.get $p) (i32.const 2)))) (local.get $rowBytes))))
+        ;; Two pairs on the same stored row run together (each row value loaded once for both);
+        ;; the second query's sums (b) follow the same order as the first's (a).
+        (local.set $two (i32.and
+          (i32.lt_s (i32.add (local.get $p) (i32.const 1)) (local.get $nPairs))
+          (i32.eq
+            (i32.load (i32.add (local.get $pairSlot) (i32.shl (local.get $p) (i32.const 2))))
+            (i32.load offset=4 (i32.add (local.get $pairSlot) (i32.shl (local.get $p) (i32.const 2)))))))
+        (local.set $qp2 (local.get $qp))
+        (if (local.get $two)
+          (then
+            (local.set $qp2 (i32.add (local.get $queries)
+              (i32.mul (i32.load offset=4 (i32.add (local.get $pairQuery) (i32.shl (local.get $p) (i32.const 2)))) (local.get $rowBytes))))))
         (local.set $a0 (f32x4.splat (f32.const 0)))
         (local.set $a1 (f32x4.splat (f32.const 0)))
         (local.set $a2 (f32x4.splat (f32.const 0)))
         (local.set $a3 (f32x4.splat (f32.const 0)))
+        (local.set $b0 (f32x4.splat (f32.const 0)))
+        (local.set $b1 (f32x4.splat (f32.const 0)))
+        (local.set $b2 (f32x4.splat (f32.const 0)))
+        (local.set $b3 (f32x4.splat (f32.const 0)))
         (local.set $i (i32.const 0))
         (block $blocksDone
           (loop $blockLoop
             (br_if $blocksDone (i32.ge_s (local.get $i) (local.get $end16)))
-            (local.set $a0 (f32x4.add (local.get $a0)
-              (f32x4.mul
-                (v128.load align=4 (i32.add (local.get $qp) (local.get $i)))
-                (v128.load align=4 (i32.add (local.get $rp) (local.get $i))))))
-            (local.set $a1 (f32x4.add (local.get $a1)
-              (f32x4.mul
-                (v128.load offset=16 align=4 (i32.add (local.get $qp) (local.get $i)))
-                (v128.load offset=16 align=4 (i32.add (local.get $rp) (local.get $i))))))
-            (local.set $a2 (f32x4.add (local.get $a2)
-              (f32x4.mul
-                (v128.load offset=32 align=4 (i32.add (local.get $qp) (local.get $i)))
-                (v128.load offset=32 align=4 (i32.add (local.get $rp) (local.get $i))))))
-            (local.set $a3 (f32x4.add (local.get $a3)
-              (f32x4.mul
-                (v128.load offset=48 align=4 (i32.add (local.get $qp) (local.get $i)))
-                (v128.load offset=48 align=4 (i32.add (local.get $rp) (local.get $i))))))
+            (local.set $y (v128.load align=4 (i32.add (local.get $rp) (local.get $i))))
+            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load align=4 (i32.add (local.get $qp) (local.get $i))) (local.get $y))))
+            (local.set $b0 (f32x4.add (local.get $b0) (f32x4.mul (v128.load align=4 (i32.add (local.get $qp2) (local.get $i))) (local.get $y))))
+            (local.set $y (v128.load offset=16 align=4 (i32.add (local.get $rp) (local.get $i))))
+            (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load offset=16 align=4 (i32.add (local.get $qp) (local.get $i))) (local.get $y))))
+            (local.set $b1 (f32x4.add (local.get $b1) (f32x4.mul (v128.load offset=16 align=4 (i32.add (local.get $qp2) (local.get $i))) (local.get $y))))
+            (local.set $y (v128.load offset=32 align=4 (i32.add (local.get $rp) (local.get $i))))
+            (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load offset=32 align=4 (i32.add (local.get $qp) (local.get $i))) (local.get $y))))
+            (local.set $b2 (f32x4.add (local.get $b2) (f32x4.mul (v128.load offset=32 align=4 (i32.add (local.get $qp2) (local.get $i))) (local.get $y))))
+            (local.set $y (v128.load offset=48 align=4 (i32.add (local.get $rp) (local.get $i))))
+            (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load offset=48 align=4 (i32.add (local.get $qp) (local.get $i))) (local.get $y))))
+            (local.set $b3 (f32x4.add (local.get $b3) (f32x4.mul (v128.load offset=48 align=4 (i32.add (local.get $qp2) (local.get $i))) (local.get $y))))
             (local.set $i (i32.add (local.get $i) (i32.const 64)))
             (br $blockLoop)))
         (block $groupsDone
           (loop $groupLoop
             (br_if $groupsDone (i32.ge_s (local.get $i) (local.get $end4)))
-            (local.set $a0 (f32x4.add (local.get $a0)
-              (f32x4.mul
-                (v128.load align=4 (i32.add (local.get $qp) (local.get $i)))
-                (v128.load align=4 (i32.add (local.get $rp) (local.get $i))))))
+            (local.set $y (v128.load align=4 (i32.add (local.get $rp) (local.get $i))))
+            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load align=4 (i32.add (local.get $qp) (local.get $i))) (local.get $y))))
+            (local.set $b0 (f32x4.add (local.get $b0) (f32x4.mul (v128.load align=4 (i32.add (local.get $qp2) (local.get $i))) (local.get $y))))
             (local.set $i (i32.add (local.get $i) (i32.const 16)))
             (br $groupLoop)))
         (local.set $a0 (f32x4.add
           (f32x4.add (local.get $a0) (local.get $a1))
           (f32x4.add (local.get $a2) (local.get $a3))))
+        (local.set $b0 (f32x4.add
+          (f32x4.add (local.get $b0) (local.get $b1))
+          (f32x4.add (local.get $b2) (local.get $b3))))
         (local.set $s (f32.add
           (f32.add (f32x4.extract_lane 0 (local.get $a0)) (f32x4.extract_lane 1 (local.get $a0)))
           (f32.add (f32x4.extract_lane 2 (local.get $a0)) (f32x4.extract_lane 3 (local.get $a0)))))
+        (local.set $t (f32.add
+          (f32.add (f32x4.extract_lane 0 (local.get $b0)) (f32x4.extract_lane 1 (local.get $b0)))
+          (f32.add (f32x4.extract_lane 2 (local.get $b0)) (f32x4.extract_lane 3 (local.get $b0)))))
         (block $tailDone
           (loop $tailLoop
             (br_if $tailDone (i32.ge_s (local.get $i) (local.get $rowBytes)))
@@ -158,11 +176,21 @@
               (f32.mul
                 (f32.load (i32.add (local.get $qp) (local.get $i)))
                 (f32.load (i32.add (local.get $rp) (local.get $i))))))
+            (local.set $t (f32.add (local.get $t)
+              (f32.mul
+                (f32.load (i32.add (local.get $qp2) (local.get $i)))
+                (f32.load (i32.add (local.get $rp) (local.get $i))))))
             (local.set $i (i32.add (local.get $i) (i32.const 4)))
             (br $tailLoop)))
         (f32.store
           (i32.add (local.get $out) (i32.shl (i32.load (i32.add (local.get $pairOut) (i32.shl (local.get $p) (i32.const 2)))) (i32.const 2)))
           (local.get $s))
+        (if (local.get $two)
+          (then
+            (f32.store
+              (i32.add (local.get $out) (i32.shl (i32.load offset=4 (i32.add (local.get $pairOut) (i32.shl (local.get $p) (i32.const 2)))) (i32.const 2)))
+              (local.get $t))
+            (local.set $p (i32.add (local.get $p) (i32.const 1)))))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
         (br $pairLoop))))
 

@@ -23,17 +23,13 @@ interface RerankExports {
 
 /**
  * Pair-ordered re-ranking: queries are taken in blocks of about this many
- * bytes (they stay in the core's L2 cache while their pairs run) ...
+ * bytes (they stay in the core's L2 cache while their pairs run), and within
+ * a block the (query, candidate) pairs run sorted by stored row, so a stored
+ * row is read from main memory about once per query block instead of once
+ * per query that has it (candidate rows are scattered over the store: read
+ * per query, re-ranking is bound by memory bandwidth).
  */
 export const RERANK_QUERY_BLOCK_BYTES = 2 ** 18;
-/**
- * ... and within a block the (query, candidate) pairs run grouped by stored
- * rows in groups of about this many bytes, so a stored row is read from main
- * memory about once per query block instead of once per query that has it
- * (candidate rows are scattered over the store: read per query, re-ranking
- * is bound by memory bandwidth).
- */
-export const RERANK_ROW_GROUP_BYTES = 2 ** 16;
 
 let compiled: WebAssembly.Module | null | undefined;
 
@@ -192,8 +188,9 @@ export class RowStore {
     const rowBytes = dim * 4;
     const blockQueries = Math.max(1, Math.floor(RERANK_QUERY_BLOCK_BYTES / rowBytes));
     const nBlocks = Math.ceil(n / blockQueries);
-    let shift = Math.max(0, Math.floor(Math.log2(Math.max(1, RERANK_ROW_GROUP_BYTES / rowBytes))));
-    // Coarser groups when the counts would outnumber the pairs (few candidates over many rows).
+    // Sorted by stored row (the kernel pairs two queries on one row); coarser groups of rows when
+    // the counts would outnumber the pairs (few candidates over many rows).
+    let shift = 0;
     while (nBlocks * ((this.capacityRows >> shift) + 1) > Math.max(4096, total)) shift++;
     const nGroups = (this.capacityRows >> shift) + 1;
     const bins = nBlocks * nGroups;
