@@ -356,7 +356,9 @@ async function runDataset(
     const index = await tuned.build(database);
     const buildSeconds = seconds(start);
     const p = b.probes;
-    const probesList = [...new Set([0, Math.floor(p / 4), Math.floor(p / 2), p, 2 * p, 4 * p])].filter((x) => x >= 0).sort((x, y) => x - y);
+    // Around the tuned probes (×¼ … ×4), or, when it chose none, a few: L/2, L, 2L.
+    const around = p > 0 ? [Math.floor(p / 4), Math.floor(p / 2), p, 2 * p, 4 * p] : [b.nTables / 2, b.nTables, 2 * b.nTables].map(Math.floor);
+    const probesList = [...new Set([0, ...around])].filter((x) => x >= 0).sort((x, y) => x - y);
     await measureIndex(family === 'simhash' ? 'SimHash (tuned)' : 'Rotation hash (tuned)', setting, index, buildSeconds, probesList, cosine, 'cosine');
     index.dispose();
     tf.engine().endScope();
