@@ -2,8 +2,15 @@
 // npx tsx bench/hashing/run.ts --quick    (CI: 2,000 digits, 50 queries; seconds; writes to bench/out/hashing/)
 // npx tsx bench/hashing/run.ts --full     (the sweep, then side by side on MNIST, ≥100,000 Brown corpus clauses and
 //                                          1,000,000 synthetic vectors: exact scan, LSHIndex (tuned SimHash and rotation
-//                                          hash, KLSH) and usearch HNSW; about an hour on 2 shared cores.
-//                                          --datasets mnist,brown,synthetic picks data sets, --synthetic N its size)
+//                                          hash, KLSH) and usearch HNSW. --datasets mnist,brown,synthetic picks data
+//                                          sets, --synthetic N its size)
+// npx tsx bench/hashing/run.ts --full --side-only --datasets brown
+//                                         (no sweep: reruns the named data sets side by side and merges them into the
+//                                          results.json and RESULTS.md already there, so the --full run can go one data
+//                                          set at a time, each under the lock:
+//                                            flock /work/bench.lock npx tsx bench/hashing/run.ts --full --datasets mnist
+//                                            flock /work/bench.lock npx tsx bench/hashing/run.ts --full --side-only --datasets brown
+//                                            flock /work/bench.lock npx tsx bench/hashing/run.ts --full --side-only --datasets synthetic)
 //
 // Recall@10 against the share of the database searched, and queries per
 // second, for SimHash, the rotation hash and kernelized LSH against an exact
@@ -32,10 +39,11 @@ import {
 } from '../../src/lsh/index.js';
 import { uniformStream } from '../../src/random.js';
 import { loadDigits, mnistVersion } from './mnist.js';
-import { sideBySide, type SideBySideResult, type SideRow } from './side_by_side.js';
+import { DATASET_NAMES, sideBySide, type SideBySideResult, type SideRow } from './side_by_side.js';
 
 const quick = process.argv.includes('--quick');
 const full = process.argv.includes('--full');
+const sideOnly = full && process.argv.includes('--side-only');
 const argAfter = (flag: string): string | undefined => {
   const at = process.argv.indexOf(flag);
   return at >= 0 ? process.argv[at + 1] : undefined;
@@ -85,7 +93,53 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }>
   return { ms: performance.now() - start, value };
 }
 
+/** Where and when a side-by-side data set was measured, for its note. */
+function runNote(): string {
+  return `Measured by \`flock /work/bench.lock npx tsx bench/hashing/run.ts ${process.argv.slice(2).join(' ')}\` (${new Date().toISOString()}).`;
+}
+
+/**
+ * --side-only: the named data sets side by side, merged into the
+ * results.json and RESULTS.md of an earlier run (its sweep and its other
+ * data sets kept as they were).
+ */
+async function sideOnlyMain(): Promise<void> {
+  await initBackend();
+  const path = join(outDir, 'results.json');
+  const prior = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown> & {
+    rows: Row[];
+    exact: { similarity: string; queriesPerSecond: number }[];
+    target: { met: boolean; best: Row | null };
+    sideBySide?: SideBySideResult | null;
+  };
+  const rerun = new Set(sideDatasets.map((name) => DATASET_NAMES[name] ?? name));
+  const before = prior.sideBySide ?? { rows: [], notes: [], usearchVersion: null };
+  const kept = {
+    rows: before.rows.filter((r) => !rerun.has(r.dataset)),
+    notes: before.notes.filter((note) => ![...rerun].some((name) => note.startsWith(`${name}: `)) && !note.startsWith('usearch was not run')),
+  };
+  const write = async (partial: SideBySideResult): Promise<void> => {
+    const order = Object.values(DATASET_NAMES);
+    const rank = (dataset: string): number => (order.indexOf(dataset) + order.length + 1) % (order.length + 1);
+    const merged: SideBySideResult = {
+      rows: [...kept.rows, ...partial.rows].sort((a, b) => rank(a.dataset) - rank(b.dataset)),
+      notes: [...kept.notes, ...partial.notes].sort((a, b) => rank(a.split(':')[0]) - rank(b.split(':')[0])),
+      usearchVersion: partial.usearchVersion ?? before.usearchVersion,
+    };
+    const results = { ...prior, sideBySide: merged };
+    writeFileSync(path, `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(join(outDir, 'side-by-side.svg'), await sideChart(merged.rows));
+    writeFileSync(
+      join(outDir, 'RESULTS.md'),
+      sideReport(merged) + report(prior as unknown as Parameters<typeof report>[0], prior.rows, prior.exact, prior.target.best, prior.target.met, true),
+    );
+  };
+  await sideBySide(sideDatasets, { syntheticCount, onDataset: write, runNote: runNote() });
+  console.log(`merged ${[...rerun].join(', ')} into ${relative(root, outDir) || '.'}/RESULTS.md and results.json`);
+}
+
 async function main(): Promise<void> {
+  if (sideOnly) return sideOnlyMain();
   const backend = await initBackend();
   const digits = loadDigits(settings.limit);
   const n = digits.count;
@@ -281,7 +335,7 @@ async function main(): Promise<void> {
     sideBySide: side,
   });
   await writeAll(null);
-  if (full) await sideBySide(sideDatasets, { syntheticCount, onDataset: writeAll });
+  if (full) await sideBySide(sideDatasets, { syntheticCount, onDataset: writeAll, runNote: runNote() });
   console.log(
     `target (recall@10 ≥ ${TARGET.recall} at ≤ ${100 * TARGET.searched}% searched, N ≥ ${TARGET.minVectors}): ` +
       `${met ? 'met' : 'not met'}${best ? ` — best ${best.recall.toFixed(3)} at ${best.searchedPercent.toFixed(2)}% (${best.method}, ${best.config}, probes ${best.probes})` : ''}`,
@@ -480,11 +534,11 @@ function sideReport(side: SideBySideResult): string {
   const lines = [
     '# Hashing benchmark: the LSH index side by side with an exact scan and usearch (HNSW)',
     '',
-    `Command: \`flock /work/bench.lock npx tsx bench/hashing/run.ts ${process.argv.slice(2).join(' ')}\` (${new Date().toISOString()}); ` +
+    `Commands: each data set's note below names the command that measured it (last: \`flock /work/bench.lock npx tsx bench/hashing/run.ts ${process.argv.slice(2).join(' ')}\`, ${new Date().toISOString()}); ` +
       `${describeBackend()}; Node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'})` +
       `${side.usearchVersion ? `; usearch ${side.usearchVersion}` : ''}.`,
     '',
-    'Everything below ran in one process, one data set at a time, on the same data and the same 1,000 queries: the exact ' +
+    'Each data set ran in one process, every method on the same data and the same 1,000 queries: the exact ' +
       'scan (`exactSearch`, one SIMD matMul per block of queries on the wasm backend, single-threaded), the library\'s ' +
       '`LSHIndex` (SimHash and the rotation hash with the setting `LSHIndex.tune` chose on the indexed rows with its own 300 ' +
       'held-out rows, then its probes ×¼ … ×4; KLSH with an RBF kernel at fixed settings) and usearch HNSW (connectivity 16, ' +

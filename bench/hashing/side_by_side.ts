@@ -33,6 +33,8 @@ import { loadDigits } from './mnist.js';
 import { brownVectors } from './brown.js';
 
 export const K = 10;
+/** The data sets' names in the tables, by their name on the command line. */
+export const DATASET_NAMES: Record<string, string> = { mnist: 'MNIST', brown: 'Brown clauses', synthetic: 'Synthetic clusters' };
 const QUERIES = 1000;
 
 /** One method at one setting on one data set. */
@@ -207,7 +209,13 @@ export interface SideBySideResult {
 /** Runs every method on the named data sets ('mnist', 'brown', 'synthetic'). */
 export async function sideBySide(
   names: string[],
-  options: { syntheticCount?: number; log?: (line: string) => void; onDataset?: (partial: SideBySideResult) => Promise<void> } = {},
+  options: {
+    syntheticCount?: number;
+    log?: (line: string) => void;
+    onDataset?: (partial: SideBySideResult) => Promise<void>;
+    /** Appended to each data set's note (e.g. the command that ran it). */
+    runNote?: string;
+  } = {},
 ): Promise<SideBySideResult> {
   const log = options.log ?? console.log;
   const rows: SideRow[] = [];
@@ -218,9 +226,9 @@ export async function sideBySide(
   try {
     for (const name of names) {
       const data = name === 'mnist' ? mnistData() : name === 'brown' ? brownData() : syntheticData(options.syntheticCount ?? 1_000_000);
-      notes.push(`${data.name}: ${data.note}.`);
+      notes.push(`${data.name}: ${data.note}.${options.runNote ? ` ${options.runNote}` : ''}`);
       log(`\n${data.name}: ${data.count} × ${data.dim}, ${QUERIES} queries`);
-      await runDataset(data, rows, usearch, dir, log);
+      await runDataset(data, rows, notes, usearch, dir, log);
       await options.onDataset?.({ rows, notes, usearchVersion: 'error' in usearch ? null : usearch.version });
     }
   } finally {
@@ -232,6 +240,7 @@ export async function sideBySide(
 async function runDataset(
   data: Data,
   rows: SideRow[],
+  notes: string[],
   usearch: Awaited<ReturnType<typeof loadUsearch>>,
   dir: string,
   log: (line: string) => void,
@@ -259,10 +268,17 @@ async function runDataset(
     const { ms, value } = await fastest(runs, async () => {
       const result = exactSearch(queries, database, K + extra, { similarity, batchSize });
       const ids = (await result.indices.array()) as number[][];
+      const scores = (await result.scores.array()) as number[][];
       tf.dispose([result.indices, result.scores]);
-      return ids;
+      return { ids, scores };
     });
     const qps = (1000 * QUERIES) / ms;
+    if (similarity === 'cosine') {
+      // How near the true neighbours are (what LSH has to separate): mean cosine of the 1st and the 10th.
+      const nth = (r: number): number =>
+        value.scores.reduce((sum, row, i) => sum + row.filter((_, j) => value.ids[i][j] !== data.self[i])[r], 0) / QUERIES;
+      notes.push(`${data.name}: the exact cosine neighbours of the queries have mean cosine ${nth(0).toFixed(3)} (1st) and ${nth(K - 1).toFixed(3)} (10th).`);
+    }
     add({
       method: 'exact scan',
       setting: label,
@@ -277,7 +293,7 @@ async function runDataset(
       bytesPerVector: dim * 4,
       fileBytes: null,
     });
-    return { truth: value.map((ids, i) => dropSelf(ids, data.self[i])), qps };
+    return { truth: value.ids.map((ids, i) => dropSelf(ids, data.self[i])), qps };
   };
   const cosine = await exact('cosine', 'cosine');
 
@@ -348,7 +364,9 @@ async function runDataset(
     const index = await tuned.build(database);
     const buildSeconds = seconds(start);
     const p = b.probes;
-    const probesList = [...new Set([0, Math.floor(p / 4), Math.floor(p / 2), p, 2 * p, 4 * p])].filter((x) => x >= 0).sort((x, y) => x - y);
+    // Around the tuned probes (×¼ … ×4), or, when it chose none, a few: L/2, L, 2L.
+    const around = p > 0 ? [Math.floor(p / 4), Math.floor(p / 2), p, 2 * p, 4 * p] : [b.nTables / 2, b.nTables, 2 * b.nTables].map(Math.floor);
+    const probesList = [...new Set([0, ...around])].filter((x) => x >= 0).sort((x, y) => x - y);
     await measureIndex(family === 'simhash' ? 'SimHash (tuned)' : 'Rotation hash (tuned)', setting, index, buildSeconds, probesList, cosine, 'cosine');
     index.dispose();
     tf.engine().endScope();

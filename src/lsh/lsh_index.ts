@@ -25,7 +25,7 @@ import {
 } from './similarity.js';
 import { MAX_PROBES, probeInto } from './probe.js';
 import { familyFromJSON } from './serialize.js';
-import { FlatTable, RowStore } from './store.js';
+import { FlatTable, RowStore, Scratch } from './store.js';
 import { tuneIndex, type TuneOptions, type TuneResult } from './tune.js';
 import { BINARY_MAGIC, ChunkReader, writeBinary, type BinarySource } from './binary.js';
 
@@ -195,6 +195,8 @@ export class LSHIndex {
   private tables: FlatTable[] | null = null;
   private visited = new Uint8Array(0);
   private candidates = new Int32Array(1024);
+  /** Per-batch arrays of the re-rank, kept across queries. */
+  private readonly scratch = new Scratch();
   private disposed = false;
 
   /**
@@ -283,7 +285,7 @@ export class LSHIndex {
     if (n === 0) return;
     const values = (await vectors.data()) as Float32Array;
     checkFinite(who, 'vectors', values, this.dim);
-    const keys = await this.hashRows(who, vectors);
+    const keys = await this.hashRows(who, vectors, values);
     // Another add may have run while this one awaited: ids are checked again where they are stored.
     this.checkNotDisposed(who);
     this.append(who, values, keys, newIds);
@@ -349,7 +351,7 @@ export class LSHIndex {
     checkFinite(who, 'queries', queryValues, this.dim);
 
     // Home keys from hash(), exactly as the stored vectors were keyed; probes from the digit scores.
-    const keys = await this.hashRows(who, queries);
+    const keys = await this.hashRows(who, queries, queryValues);
     let scores: Float32Array | null = null;
     if (probes > 0) {
       const scoreTensor = this.family.digitScores(queries);
@@ -431,7 +433,13 @@ export class LSHIndex {
     }
     starts[n] = cursor;
 
-    const sims = await this.rerank(who, queryValues.subarray(start * dim, (start + n) * dim), n, cands, starts, k);
+    const chunkValues = queryValues.subarray(start * dim, (start + n) * dim);
+    // Scratch arrays (cands, sims) must not outlive an await: another query could reuse them meanwhile.
+    let sims = this.rerankNow(who, chunkValues, n, cands, starts, k);
+    if (sims === null) {
+      cands = cands.slice(0, cursor);
+      sims = await this.rerankByMatrix(who, chunkValues, n, cands, starts);
+    }
     const results: QueryResult[] = [];
     for (let i = 0; i < n; i++) {
       const best = topK(sims, cands, starts[i], starts[i + 1], k);
@@ -490,7 +498,8 @@ export class LSHIndex {
     const vectorBytes = this.store.bytes;
     const keyBytes = this.slotKeys.byteLength;
     const tableBytes = flat.reduce((sum, table) => sum + table.bytes, 0);
-    const otherBytes = this.norms.byteLength + this.alive.byteLength + this.visited.byteLength + this.candidates.byteLength;
+    const otherBytes =
+      this.norms.byteLength + this.alive.byteLength + this.visited.byteLength + this.candidates.byteLength + this.scratch.bytes;
     return {
       size: n,
       nTables: L,
@@ -752,16 +761,19 @@ export class LSHIndex {
    * Hashed in blocks of rows so a family's intermediate [rows, L·M·A]
    * scores stay near {@link HASH_BLOCK_FLOATS} floats (a rotation hash of
    * 100,000 rows in 32 tables at once needs gigabytes).
+   * @param values x's values, read back (the blocks are made from them).
    */
-  private async hashRows(who: string, x: tf.Tensor2D): Promise<Int32Array> {
+  private async hashRows(who: string, x: tf.Tensor2D, values: Float32Array): Promise<Int32Array> {
     const { nTables: L, digitsPerKey: M, digitBase: A } = this.family;
-    const n = x.shape[0];
+    const [n, dim] = x.shape;
     const block = Math.max(1, Math.floor(HASH_BLOCK_FLOATS / (L * M * A)));
     if (n <= block) return this.hashBlock(who, x);
     const out = new Int32Array(n * L);
     for (let start = 0; start < n; start += block) {
       const rows = Math.min(block, n - start);
-      const part = tf.slice(x, [start, 0], [rows, x.shape[1]]) as tf.Tensor2D;
+      // From the host copy: tf.slice on the wasm backend copies out the whole tensor each call
+      // (measured: 0.5 s a block at 300,000 × 128, most of a million-row add).
+      const part = tf.tensor2d(values.subarray(start * dim, (start + rows) * dim), [rows, dim], 'float32');
       try {
         out.set(await this.hashBlock(who, part), start * L);
       } finally {
@@ -887,19 +899,20 @@ export class LSHIndex {
   ): void {
     const dim = this.dim;
     const total = starts[n];
-    const approx = new Float32Array(total);
+    const scratch = this.scratch;
+    const approx = scratch.f32('approx', total);
     this.store.rerank(who, 'dotF32', queryValues, n, cands, starts, approx);
     const gammaN = ((dim + 8) * F32_UNIT) / (1 - (dim + 8) * F32_UNIT);
     const epsilon = 1.01 * gammaN + 1e-12;
     const margin = 2 ** -21;
     const norms = this.norms;
-    const cosines = new Float64Array(total);
-    const heap = new Float64Array(k);
-    const queryNorms = new Float64Array(n);
+    const cosines = scratch.f64('cosines', total);
+    const heap = scratch.f64('heap', k);
+    const queryNorms = scratch.f64('queryNorms', n);
     // Survivors: their slots, per-query offsets, and where each goes back in `sims`.
-    const exactCands = new Int32Array(total);
-    const exactAt = new Int32Array(total);
-    const exactStarts = new Int32Array(n + 1);
+    const exactCands = scratch.i32('exactCands', total);
+    const exactAt = scratch.i32('exactAt', total);
+    const exactStarts = scratch.i32('exactStarts', n + 1);
     let kept = 0;
     for (let i = 0; i < n; i++) {
       exactStarts[i] = kept;
@@ -924,7 +937,7 @@ export class LSHIndex {
       }
     }
     exactStarts[n] = kept;
-    const sums = new Float64Array(kept);
+    const sums = scratch.f64('sums', kept);
     this.store.rerank(who, 'dot', queryValues, n, exactCands, exactStarts, sums);
     for (let i = 0; i < n; i++) {
       for (let e = exactStarts[i]; e < exactStarts[i + 1]; e++) {
@@ -940,25 +953,27 @@ export class LSHIndex {
 
   /**
    * Similarities of a chunk of queries to their candidates, f32 like the
-   * scores returned. Cosine and the built-in RBF kernel run in one call of
-   * the store's re-rank kernel for the chunk (f64 sums with the arithmetic
-   * of the JavaScript `dot` and `pair`, so the same values); other kernels
-   * with a JavaScript `pair` run it per candidate; kernels without one get
-   * one [1, c] `matrix` call per query.
+   * scores returned (a scratch array, valid until the next query). Cosine
+   * and the built-in RBF kernel run in one call of the store's re-rank
+   * kernel for the chunk (f64 sums with the arithmetic of the JavaScript
+   * `dot` and `pair`, so the same values); other kernels with a JavaScript
+   * `pair` run it per candidate; kernels without one return null (see
+   * {@link LSHIndex.rerankByMatrix}).
    * @param queryValues f32 [n, D].
    */
-  private async rerank(who: string, queryValues: Float32Array, n: number, cands: Int32Array, starts: Int32Array, k: number): Promise<Float32Array> {
+  private rerankNow(who: string, queryValues: Float32Array, n: number, cands: Int32Array, starts: Int32Array, k: number): Float32Array | null {
     const dim = this.dim;
     const similarity = this.similarity;
     const total = starts[n];
-    const sims = new Float32Array(total);
     const rbfGamma = similarity === 'cosine' ? undefined : builtInRbfGamma(similarity);
+    if (similarity !== 'cosine' && rbfGamma === undefined && similarity.pair === undefined) return null;
+    const sims = this.scratch.f32('sims', total);
     if (similarity === 'cosine' && this.store.wasm) {
       this.rerankCosineTwoStage(who, queryValues, n, cands, starts, k, sims);
       return sims;
     }
     if (similarity === 'cosine' || rbfGamma !== undefined) {
-      const sums = new Float64Array(total);
+      const sums = this.scratch.f64('sums', total);
       this.store.rerank(who, similarity === 'cosine' ? 'dot' : 'sqdist', queryValues, n, cands, starts, sums);
       if (similarity === 'cosine') {
         const norms = this.norms;
@@ -973,41 +988,59 @@ export class LSHIndex {
         const gamma = (rbfGamma as (dim: number) => number)(dim);
         for (let j = 0; j < total; j++) sims[j] = Math.exp(-gamma * sums[j]);
       }
-    } else if (similarity.pair !== undefined) {
-      const pair = similarity.pair;
+    } else {
+      const pair = similarity.pair as NonNullable<typeof similarity.pair>;
       const stored = this.store.rows();
       for (let i = 0; i < n; i++) {
         for (let j = starts[i]; j < starts[i + 1]; j++) sims[j] = pair(queryValues, i * dim, stored, cands[j] * dim, dim);
       }
-    } else {
-      for (let i = 0; i < n; i++) {
-        const count = starts[i + 1] - starts[i];
-        if (count === 0) continue;
-        const stored = this.store.rows();
-        const rows = new Float32Array(count * dim);
-        for (let j = 0; j < count; j++) {
-          const slot = cands[starts[i] + j];
-          rows.set(stored.subarray(slot * dim, (slot + 1) * dim), j * dim);
-        }
-        const row = tf.tidy(() =>
-          similarity.matrix(
-            tf.tensor2d(queryValues.slice(i * dim, (i + 1) * dim), [1, dim], 'float32'),
-            tf.tensor2d(rows, [count, dim], 'float32'),
-          ),
-        );
-        sims.set((await row.data()) as Float32Array, starts[i]);
-        row.dispose();
-      }
     }
-    for (let j = 0; j < total; j++) {
-      if (!Number.isFinite(sims[j])) {
-        const name = similarity === 'cosine' ? 'cosine' : `kernel '${similarity.name}'`;
-        throw new Error(
-          `${who}: the similarity (${name}) returned ${sims[j]} for a candidate; it must be finite for every stored vector and query`,
-        );
-      }
-    }
+    checkSimsFinite(who, similarity, sims, total);
     return sims;
+  }
+
+  /**
+   * Similarities for a kernel without a JavaScript `pair`: one [1, c]
+   * `matrix` call per query, into a fresh array (the calls await).
+   * @param queryValues f32 [n, D].
+   */
+  private async rerankByMatrix(who: string, queryValues: Float32Array, n: number, cands: Int32Array, starts: Int32Array): Promise<Float32Array> {
+    const dim = this.dim;
+    const similarity = this.similarity as Kernel;
+    const total = starts[n];
+    const sims = new Float32Array(total);
+    for (let i = 0; i < n; i++) {
+      const count = starts[i + 1] - starts[i];
+      if (count === 0) continue;
+      const stored = this.store.rows();
+      const rows = new Float32Array(count * dim);
+      for (let j = 0; j < count; j++) {
+        const slot = cands[starts[i] + j];
+        rows.set(stored.subarray(slot * dim, (slot + 1) * dim), j * dim);
+      }
+      const row = tf.tidy(() =>
+        similarity.matrix(
+          tf.tensor2d(queryValues.slice(i * dim, (i + 1) * dim), [1, dim], 'float32'),
+          tf.tensor2d(rows, [count, dim], 'float32'),
+        ),
+      );
+      sims.set((await row.data()) as Float32Array, starts[i]);
+      row.dispose();
+    }
+    checkSimsFinite(who, similarity, sims, total);
+    return sims;
+  }
+}
+
+/** Throws at the first non-finite similarity. */
+function checkSimsFinite(who: string, similarity: Similarity, sims: Float32Array, total: number): void {
+  for (let j = 0; j < total; j++) {
+    if (!Number.isFinite(sims[j])) {
+      const name = similarity === 'cosine' ? 'cosine' : `kernel '${similarity.name}'`;
+      throw new Error(
+        `${who}: the similarity (${name}) returned ${sims[j]} for a candidate; it must be finite for every stored vector and query`,
+      );
+    }
   }
 }
 

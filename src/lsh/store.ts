@@ -17,9 +17,19 @@ const MAX_WASM_BYTES = 2 ** 32;
 interface RerankExports {
   memory: WebAssembly.Memory;
   dots(stored: number, dim: number, queries: number, cands: number, starts: number, nQueries: number, out: number): void;
-  sqdists(stored: number, dim: number, queries: number, cands: number, starts: number, nQueries: number, out: number): void;
-  dotsF32(stored: number, dim: number, queries: number, cands: number, starts: number, nQueries: number, out: number): void;
+  pairSqdists(stored: number, dim: number, queries: number, pairSlot: number, pairQuery: number, pairOut: number, nPairs: number, out: number): void;
+  pairDotsF32(stored: number, dim: number, queries: number, pairSlot: number, pairQuery: number, pairOut: number, nPairs: number, out: number): void;
 }
+
+/**
+ * Pair-ordered re-ranking: queries are taken in blocks of about this many
+ * bytes (they stay in the core's L2 cache while their pairs run), and within
+ * a block the (query, candidate) pairs run sorted by stored row, so a stored
+ * row is read from main memory about once per query block instead of once
+ * per query that has it (candidate rows are scattered over the store: read
+ * per query, re-ranking is bound by memory bandwidth).
+ */
+export const RERANK_QUERY_BLOCK_BYTES = 2 ** 18;
 
 let compiled: WebAssembly.Module | null | undefined;
 
@@ -45,6 +55,8 @@ export class RowStore {
   private readonly kernel: RerankExports | null;
   private plain: Float32Array;
   private capacityRows = 0;
+  /** Counting-sort scratch of the pair-ordered re-rank, kept across calls. */
+  private counts = new Int32Array(0);
 
   constructor(
     readonly dim: number,
@@ -148,20 +160,65 @@ export class RowStore {
     }
     const kernel = this.kernel;
     const queryAt = align16(this.bytes);
-    const candsAt = align16(queryAt + n * dim * 4);
-    const startsAt = align16(candsAt + total * 4);
-    const outAt = align16(startsAt + (n + 1) * 4);
+    if (kind === 'dot') {
+      const candsAt = align16(queryAt + n * dim * 4);
+      const startsAt = align16(candsAt + total * 4);
+      const outAt = align16(startsAt + (n + 1) * 4);
+      this.growMemory(who, outAt + total * 8);
+      const buffer = kernel.memory.buffer;
+      new Float32Array(buffer, queryAt, n * dim).set(queries.subarray(0, n * dim));
+      new Int32Array(buffer, candsAt, total).set(cands.subarray(0, total));
+      new Int32Array(buffer, startsAt, n + 1).set(starts.subarray(0, n + 1));
+      kernel.dots(0, dim, queryAt, candsAt, startsAt, n, outAt);
+      out.set(new Float64Array(kernel.memory.buffer, outAt, total));
+      return;
+    }
+    // The other kinds run as pairs grouped by query block, then by group of stored rows (a counting sort).
+    const slotAt = align16(queryAt + n * dim * 4);
+    const pairQueryAt = align16(slotAt + total * 4);
+    const pairOutAt = align16(pairQueryAt + total * 4);
+    const outAt = align16(pairOutAt + total * 4);
     const outBytes = kind === 'dotF32' ? 4 : 8;
     this.growMemory(who, outAt + total * outBytes);
     const buffer = kernel.memory.buffer;
     new Float32Array(buffer, queryAt, n * dim).set(queries.subarray(0, n * dim));
-    new Int32Array(buffer, candsAt, total).set(cands.subarray(0, total));
-    new Int32Array(buffer, startsAt, n + 1).set(starts.subarray(0, n + 1));
-    if (kind === 'dot') kernel.dots(0, dim, queryAt, candsAt, startsAt, n, outAt);
-    else if (kind === 'sqdist') kernel.sqdists(0, dim, queryAt, candsAt, startsAt, n, outAt);
-    else kernel.dotsF32(0, dim, queryAt, candsAt, startsAt, n, outAt);
-    if (kind === 'dotF32') out.set(new Float32Array(kernel.memory.buffer, outAt, total));
-    else out.set(new Float64Array(kernel.memory.buffer, outAt, total));
+    const pairSlot = new Int32Array(buffer, slotAt, total);
+    const pairQuery = new Int32Array(buffer, pairQueryAt, total);
+    const pairOut = new Int32Array(buffer, pairOutAt, total);
+    const rowBytes = dim * 4;
+    const blockQueries = Math.max(1, Math.floor(RERANK_QUERY_BLOCK_BYTES / rowBytes));
+    const nBlocks = Math.ceil(n / blockQueries);
+    // Sorted by stored row (the kernel pairs two queries on one row); coarser groups of rows when
+    // the counts would outnumber the pairs (few candidates over many rows).
+    let shift = 0;
+    while (nBlocks * ((this.capacityRows >> shift) + 1) > Math.max(4096, total)) shift++;
+    const nGroups = (this.capacityRows >> shift) + 1;
+    const bins = nBlocks * nGroups;
+    if (this.counts.length < bins + 1) this.counts = new Int32Array(Math.max(bins + 1, 2 * this.counts.length));
+    const counts = this.counts;
+    counts.fill(0, 0, bins + 1);
+    for (let q = 0; q < n; q++) {
+      const base = Math.floor(q / blockQueries) * nGroups + 1;
+      for (let j = starts[q]; j < starts[q + 1]; j++) counts[base + (cands[j] >> shift)]++;
+    }
+    for (let b = 1; b <= bins; b++) counts[b] += counts[b - 1];
+    for (let q = 0; q < n; q++) {
+      const base = Math.floor(q / blockQueries) * nGroups;
+      for (let j = starts[q]; j < starts[q + 1]; j++) {
+        const slot = cands[j];
+        const at = counts[base + (slot >> shift)]++;
+        pairSlot[at] = slot;
+        pairQuery[at] = q;
+        pairOut[at] = j;
+      }
+    }
+    if (kind === 'dotF32') {
+      kernel.pairDotsF32(0, dim, queryAt, slotAt, pairQueryAt, pairOutAt, total, outAt);
+      out.set(new Float32Array(kernel.memory.buffer, outAt, total));
+    } else {
+      kernel.pairSqdists(0, dim, queryAt, slotAt, pairQueryAt, pairOutAt, total, outAt);
+      out.set(new Float64Array(kernel.memory.buffer, outAt, total));
+    }
   }
 }
 
@@ -271,4 +328,46 @@ function grown(array: Int32Array, length: number): Int32Array<ArrayBuffer> {
   const out = new Int32Array(length);
   out.set(array);
   return out;
+}
+
+/**
+ * Typed arrays reused across queries, grown when a batch needs more (fresh
+ * memory is slow to touch the first time: allocating megabytes per batch
+ * costs more than the work done in them). Each call returns a view of the
+ * first `length` entries; its contents are whatever the last user left.
+ */
+export class Scratch {
+  private readonly arrays = new Map<string, Float32Array | Float64Array | Int32Array>();
+
+  f32(name: string, length: number): Float32Array {
+    return this.get(name, length, (n) => new Float32Array(n)) as Float32Array;
+  }
+
+  f64(name: string, length: number): Float64Array {
+    return this.get(name, length, (n) => new Float64Array(n)) as Float64Array;
+  }
+
+  i32(name: string, length: number): Int32Array {
+    return this.get(name, length, (n) => new Int32Array(n)) as Int32Array;
+  }
+
+  /** Bytes held. */
+  get bytes(): number {
+    let sum = 0;
+    for (const array of this.arrays.values()) sum += array.byteLength;
+    return sum;
+  }
+
+  private get(
+    name: string,
+    length: number,
+    make: (n: number) => Float32Array | Float64Array | Int32Array,
+  ): Float32Array | Float64Array | Int32Array {
+    let array = this.arrays.get(name);
+    if (array === undefined || array.length < length) {
+      array = make(Math.max(length, Math.ceil(1.5 * (array?.length ?? 0)), 256));
+      this.arrays.set(name, array);
+    }
+    return array.subarray(0, length);
+  }
 }

@@ -25,6 +25,7 @@ import {
   type QueryResult,
   type Similarity,
 } from '../../src/lsh/index.js';
+import { RERANK_QUERY_BLOCK_BYTES } from '../../src/lsh/store.js';
 import { expectNoLeaks } from '../helpers.js';
 import { clusteredRows } from './lsh_helpers.js';
 
@@ -172,6 +173,29 @@ describe('LSHIndex batched query path [wasm]', () => {
     tf.dispose([database, queries]);
     index.dispose();
     family.dispose();
+  });
+
+  it('re-ranks across several query blocks of the pair order (long rows), cosine and RBF, as the reference', async () => {
+    // Rows of 2102 floats: 3 blocks of 31 queries (RERANK_QUERY_BLOCK_BYTES / 8408 bytes), the kernel's blocks
+    // of 16, a leftover group of 4 and a scalar tail of 2; many queries share rows (the kernel's two-query path).
+    const dim = 2102;
+    const rowsPerBlock = Math.floor(RERANK_QUERY_BLOCK_BYTES / (4 * dim));
+    const q = 2 * rowsPerBlock + 9;
+    const data = clusteredRows(300 + q, dim, 6, 0.5, 11).values;
+    const stored = data.slice(0, 300 * dim);
+    const database = tf.tensor2d(stored, [300, dim]);
+    const queries = tf.tensor2d(data.slice(300 * dim), [q, dim]);
+    const ids = Array.from({ length: 300 }, (_, i) => i);
+    const kernel = rbfKernel({ gamma: medianGamma(database) });
+    for (const similarity of ['cosine', kernel] as Similarity[]) {
+      const family = new SimHash({ dim, nBits: 3, nTables: 3, seed: 5 });
+      const index = new LSHIndex(family, { similarity });
+      await index.add(database);
+      expect(await index.query(queries, 7, { probes: 2 })).toEqual(referenceQuery(family, similarity, { values: stored, ids }, queries, 7, 2));
+      index.dispose();
+      family.dispose();
+    }
+    tf.dispose([database, queries]);
   });
 
   it('answers a batch longer than one re-rank chunk (1024 queries) as the same queries one by one', async () => {
